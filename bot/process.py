@@ -10,12 +10,11 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from bot.abc import LineSink
 from bot.errors import CommandFailed
-
-LineSink = Callable[[str], Awaitable[None]]
 
 DEFAULT_TIMEOUT_S = 120.0
 _KEEP_LINES = 400
