@@ -1,0 +1,56 @@
+"""BullMQ 6 queues over Redis: state and counts, pause, failed and delayed jobs, workers, events.
+
+Every function takes the environment's `redis.asyncio.Redis` client (decode_responses=True) and
+the queue's key prefix. None of them deletes a job.
+"""
+
+from bot.queues.delayed import (
+    DelayedJob,
+    DelayedListing,
+    PromoteResult,
+    delayed_due_count,
+    delayed_jobs,
+    promote_jobs,
+)
+from bot.queues.discovery import prefixes_of_queue
+from bot.queues.durations import longest_recent_job_ms
+from bot.queues.events import EventTail, QueueEvent
+from bot.queues.failed import FailedJob, RetryResult, failed_jobs, retry_failed
+from bot.queues.metrics import completed_total
+from bot.queues.moves import Skipped
+from bot.queues.pausing import is_queue_paused, pause_queue, resume_queue
+from bot.queues.schedulers import JobScheduler, job_schedulers, scheduler_count
+from bot.queues.states import QueueCounts, QueueState, read_state, read_states
+from bot.queues.workers import WorkerConnection, WorkerConnections, connected_workers
+
+__all__ = [
+    "DelayedJob",
+    "DelayedListing",
+    "EventTail",
+    "FailedJob",
+    "JobScheduler",
+    "PromoteResult",
+    "QueueCounts",
+    "QueueEvent",
+    "QueueState",
+    "RetryResult",
+    "Skipped",
+    "WorkerConnection",
+    "WorkerConnections",
+    "completed_total",
+    "connected_workers",
+    "delayed_due_count",
+    "delayed_jobs",
+    "failed_jobs",
+    "is_queue_paused",
+    "job_schedulers",
+    "longest_recent_job_ms",
+    "pause_queue",
+    "prefixes_of_queue",
+    "promote_jobs",
+    "read_state",
+    "read_states",
+    "resume_queue",
+    "retry_failed",
+    "scheduler_count",
+]

@@ -1,0 +1,183 @@
+"""The bot's own tables. The initial migration (`migrations/versions/0001_initial.py`) mirrors
+them; a test compares the two, so change both together (or autogenerate the next revision)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from bot.store.records import OPERATION_STATES, RESTORE_KINDS, STEP_STATES
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """`DateTime(timezone=True)` that only takes aware datetimes and always gives back aware UTC.
+
+    PostgreSQL keeps the zone (timestamptz); SQLite stores text without one, so values are
+    converted to UTC on the way in and marked UTC on the way out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given to the store; use UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY.
+BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Operation(Base):
+    __tablename__ = "operations"
+    __table_args__ = (
+        CheckConstraint(_one_of("state", OPERATION_STATES), name="state"),
+        Index("ix_operations_state_heartbeat_at", "state", "heartbeat_at"),
+        Index("ix_operations_env_started_at", "env", "started_at"),
+        Index("ix_operations_started_at", "started_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    env: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(255))
+    actor: Mapped[str] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(32))
+    command: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    plan: Mapped[list[str]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    current_step: Mapped[int | None] = mapped_column(Integer)
+    summary: Mapped[str | None] = mapped_column(Text)
+    validation: Mapped[Any] = mapped_column(JSON, nullable=True)
+    owner: Mapped[str] = mapped_column(String(255))
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, server_default=false())
+
+
+class Step(Base):
+    __tablename__ = "steps"
+    __table_args__ = (
+        PrimaryKeyConstraint("operation_id", "index"),
+        CheckConstraint(_one_of("state", STEP_STATES), name="state"),
+    )
+
+    operation_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("operations.id", ondelete="CASCADE")
+    )
+    index: Mapped[int] = mapped_column(Integer, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    output: Mapped[str] = mapped_column(Text, server_default="")
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Restore(Base):
+    """Recorded before the change it undoes; `restored_at` set once it has been put back."""
+
+    __tablename__ = "restores"
+    __table_args__ = (CheckConstraint(_one_of("kind", RESTORE_KINDS), name="kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    operation_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("operations.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    env: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    restored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Release(Base):
+    __tablename__ = "releases"
+    __table_args__ = (
+        UniqueConstraint("env", "worker", "commit"),
+        Index("ix_releases_env_worker_deployed_at", "env", "worker", "deployed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    env: Mapped[str] = mapped_column(String(64))
+    worker: Mapped[str] = mapped_column(String(255))
+    ref: Mapped[str] = mapped_column(String(255))
+    commit: Mapped[str] = mapped_column(String(40))
+    path: Mapped[str] = mapped_column(Text)
+    built_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deployed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    known_good: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    marked_by: Mapped[str | None] = mapped_column(String(255))
+    marked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    operation_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("operations.id", ondelete="SET NULL")
+    )
+
+
+class AuditEvent(Base):
+    """Append-only. `operation_id` is deliberately not a foreign key: an audit row must always
+    be writable, and it outlives whatever it refers to."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(32))
+    env: Mapped[str | None] = mapped_column(String(64))
+    command: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(Text)
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger)
+    operation_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
