@@ -1,0 +1,401 @@
+"""Configuration: the bot's own settings from the environment, and the environments it operates.
+
+Parsed once at start into frozen models from an injected mapping, so nothing downstream reads
+`os.environ`. Every problem is reported with the dotted key it belongs to.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bot.errors import ConfigError, UnknownEnvironment, UnknownQueue, UnknownWorker
+
+DEFAULT_READY_PATTERN = r"worker:ready|BullMQ queue ready"
+DEFAULT_FLAG_KEY = "{prefix}:flags:WORKER_ACCEPT_JOBS"
+OPERATIONS = (
+    "status",
+    "drain",
+    "pause",
+    "resume",
+    "failed",
+    "retry",
+    "delayed",
+    "promote",
+    "restart",
+    "deploy",
+    "rollback",
+    "logs",
+    "releases",
+    "mark-good",
+    "cancel",
+    "history",
+)
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DrainConfig(_Model):
+    stall_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(300.0, gt=0)
+    poll_interval_s: float = Field(1.0, gt=0)
+
+
+class FlagsConfig(_Model):
+    producer_key: str = DEFAULT_FLAG_KEY
+
+
+class DeployConfig(_Model):
+    strategy: Literal["releases", "in_place"] = "releases"
+    repo: str | None = None
+    deploy_path: str | None = None
+    repo_path: str | None = None
+    default_ref: str = "main"
+    build_timeout_s: float = Field(600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _paths_for_strategy(self) -> DeployConfig:
+        if self.strategy == "releases" and (not self.repo or not self.deploy_path):
+            raise ValueError("strategy 'releases' needs both 'repo' and 'deploy_path'")
+        if self.strategy == "in_place" and not self.repo_path:
+            raise ValueError("strategy 'in_place' needs 'repo_path'")
+        return self
+
+
+class CanaryConfig(_Model):
+    queue: str
+    name: str = "chatops-canary"
+    data: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: float = Field(30.0, gt=0)
+
+
+class WorkerConfig(_Model):
+    manager: Literal["pm2"] = "pm2"
+    app: str = Field(pattern=_NAME)
+    pm2_home: str
+    pm2_bin: str = "pm2"
+    queues: tuple[str, ...] = ()
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra environment for pm2 and the build (PATH, HOME); never the bot's own",
+    )
+    deploy: DeployConfig | None = None
+    build: tuple[tuple[str, ...], ...] = (
+        ("pnpm", "install", "--frozen-lockfile"),
+        ("pnpm", "build"),
+    )
+    ready_pattern: str = DEFAULT_READY_PATTERN
+    ready_timeout_s: float = Field(60.0, gt=0)
+    quiesce: Literal["pause", "graceful"] = "pause"
+    active_wait_s: float = Field(60.0, gt=0)
+    completing_wait_s: float = Field(20.0, gt=0)
+    canary: CanaryConfig | None = None
+
+    @field_validator("ready_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from exc
+        return value
+
+    @field_validator("build")
+    @classmethod
+    def _argv_lists(cls, value: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], ...]:
+        if any(not argv or not argv[0] for argv in value):
+            raise ValueError("each build command is a non-empty argv list")
+        return value
+
+    @property
+    def ready_regex(self) -> re.Pattern[str]:
+        return re.compile(self.ready_pattern)
+
+
+class EnvironmentConfig(_Model):
+    redis_url: str
+    prefix: str = Field("bull", pattern=r"^[^\s:]+$")
+    queues: tuple[str, ...] = Field(min_length=1)
+    channel: str | None = None
+    protected: bool = False
+    workers: dict[str, WorkerConfig] = Field(default_factory=dict)
+    drain: DrainConfig = DrainConfig()
+    flags: FlagsConfig = FlagsConfig()
+
+    @field_validator("queues")
+    @classmethod
+    def _queue_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [q for q in value if not re.match(_NAME, q)]
+        if bad:
+            raise ValueError(f"queue names must match {_NAME}: {', '.join(map(repr, bad))}")
+        if len(set(value)) != len(value):
+            raise ValueError("queue names repeat")
+        return value
+
+    @model_validator(mode="after")
+    def _worker_queues_known(self) -> EnvironmentConfig:
+        for name, worker in self.workers.items():
+            unknown = [q for q in worker.queues if q not in self.queues]
+            if unknown:
+                raise ValueError(
+                    f"worker {name!r} serves queues not in this environment: {', '.join(unknown)}"
+                )
+        return self
+
+    @property
+    def flag_key(self) -> str:
+        return self.flags.producer_key.replace("{prefix}", self.prefix)
+
+    def worker(self, name: str, *, env: str) -> WorkerConfig:
+        try:
+            return self.workers[name]
+        except KeyError:
+            raise UnknownWorker(name, env=env, known=self.workers) from None
+
+    def queue(self, name: str, *, env: str) -> str:
+        if name not in self.queues:
+            raise UnknownQueue(name, env=env, known=self.queues)
+        return name
+
+    def workers_serving(self, queue: str) -> list[str]:
+        return [name for name, w in self.workers.items() if queue in w.queues]
+
+
+class RoleConfig(_Model):
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+
+class Config(_Model):
+    """The YAML file: environments, and who may do what (used by the Slack door)."""
+
+    environments: dict[str, EnvironmentConfig] = Field(min_length=1)
+    roles: dict[str, RoleConfig] = Field(default_factory=dict)
+    # role -> environment (or "*") -> operations (or "*")
+    permissions: dict[str, dict[str, tuple[str, ...]]] = Field(default_factory=dict)
+    # operation -> environment (or "*") -> approvals needed
+    approvals: dict[str, dict[str, int]] = Field(default_factory=dict)
+
+    @field_validator("environments")
+    @classmethod
+    def _env_names(cls, value: dict[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:
+        bad = [name for name in value if not re.match(_NAME, name)]
+        if bad:
+            raise ValueError(f"environment names must match {_NAME}: {', '.join(bad)}")
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        problems: list[str] = []
+        envs = set(self.environments) | {"*"}
+        for role, grants in self.permissions.items():
+            if role not in self.roles:
+                problems.append(f"permissions.{role}: no such role")
+            for env, ops in grants.items():
+                if env not in envs:
+                    problems.append(f"permissions.{role}.{env}: no such environment")
+                problems += [
+                    f"permissions.{role}.{env}: no such operation {op!r}"
+                    for op in ops
+                    if op != "*" and op not in OPERATIONS
+                ]
+        for op, by_env in self.approvals.items():
+            if op not in OPERATIONS:
+                problems.append(f"approvals.{op}: no such operation")
+            problems += [
+                f"approvals.{op}.{env}: no such environment" for env in by_env if env not in envs
+            ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def env(self, name: str) -> EnvironmentConfig:
+        try:
+            return self.environments[name]
+        except KeyError:
+            raise UnknownEnvironment(name, known=self.environments) from None
+
+
+class BotSettings(BaseSettings):
+    """The bot's own settings, from environment variables (names as written, case-sensitive)."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
+
+    CHATOPS_CONFIG: str | None = None
+    CHATOPS_DATABASE_URL: str | None = None
+    CHATOPS_REDIS_URL: str | None = None
+    CHATOPS_STATE_DIR: str | None = None
+    CHATOPS_LOG_FORMAT: Literal["text", "json"] = "text"
+    # How often a running operation proves it is alive; five missed beats mark it interrupted.
+    CHATOPS_HEARTBEAT_S: float = Field(2.0, gt=0)
+    SLACK_BOT_TOKEN: str | None = None
+    SLACK_SIGNING_SECRET: str | None = None
+    SLACK_APP_TOKEN: str | None = None
+    SLACK_API_URL: str | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only what `from_environ` hands over: the mapping is injected, never read implicitly.
+        return (init_settings,)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> BotSettings:
+        names = cls.model_fields.keys()
+        try:
+            given: dict[str, Any] = {k: v for k, v in environ.items() if k in names and v}
+            return cls.model_validate(given)
+        except ValidationError as exc:
+            raise ConfigError(_problems(exc), source="environment") from None
+
+    def state_dir(self, environ: Mapping[str, str]) -> Path:
+        if self.CHATOPS_STATE_DIR:
+            return Path(self.CHATOPS_STATE_DIR)
+        base = environ.get("XDG_STATE_HOME") or os.path.join(
+            environ.get("HOME", "."), ".local", "state"
+        )
+        return Path(base) / "bullmq-chatops"
+
+    def database_url(self, environ: Mapping[str, str]) -> str:
+        if self.CHATOPS_DATABASE_URL:
+            return self.CHATOPS_DATABASE_URL
+        return f"sqlite+aiosqlite:///{self.state_dir(environ) / 'chatops.sqlite3'}"
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(node: Any, environ: Mapping[str, str], path: str, problems: list[str]) -> Any:
+    if isinstance(node, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            value = environ.get(name)
+            if value is None or value == "":
+                if default is None:
+                    problems.append(f"{path}: environment variable {name} is not set")
+                    return ""
+                return default
+            return value
+
+        return _VAR.sub(substitute, node)
+    if isinstance(node, dict):
+        return {
+            k: _interpolate(v, environ, f"{path}.{k}" if path else str(k), problems)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_interpolate(v, environ, f"{path}[{i}]", problems) for i, v in enumerate(node)]
+    return node
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"] if not str(part).startswith("function-"))
+        message = err["msg"].removeprefix("Value error, ")
+        out.append(f"{loc or '(top level)'}: {message}")
+    return out
+
+
+def parse_config(raw: Any, *, environ: Mapping[str, str], source: str) -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError(["(top level): expected a mapping with 'environments'"], source=source)
+    problems: list[str] = []
+    data = _interpolate(raw, environ, "", problems)
+    if problems:
+        raise ConfigError(problems, source=source)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc), source=source) from None
+
+
+def load_config_file(path: str | Path, *, environ: Mapping[str, str]) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError([f"cannot read: {exc.strerror}"], source=str(path)) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"not valid YAML: {exc}"], source=str(path)) from None
+    return parse_config(raw, environ=environ, source=str(path))
+
+
+def config_from_runbook_env(environ: Mapping[str, str]) -> Config:
+    """One environment from the runbook's own variables, for teams without a YAML file."""
+    if not environ.get("REDIS_URL"):
+        raise ConfigError(
+            [
+                "no configuration: set CHATOPS_CONFIG to a YAML file, "
+                "or REDIS_URL (and BULLMQ_PREFIX)"
+            ],
+            source="environment",
+        )
+    name = environ.get("CHATOPS_ENV", "default")
+    queues = [
+        q.strip() for q in environ.get("BULLMQ_QUEUES", "sla,default").split(",") if q.strip()
+    ]
+    env: dict[str, Any] = {
+        "redis_url": environ["REDIS_URL"],
+        "prefix": environ.get("BULLMQ_PREFIX") or "bullmq",
+        "queues": queues,
+        "protected": environ.get("NODE_ENV") == "production",
+    }
+    if environ.get("PM2_APP"):
+        env["workers"] = {
+            environ["PM2_APP"]: {
+                "app": environ["PM2_APP"],
+                "pm2_home": environ.get("PM2_HOME")
+                or os.path.join(environ.get("HOME", "."), ".pm2"),
+                "queues": queues,
+                **(
+                    {"deploy": {"strategy": "in_place", "repo_path": environ["WORKER_REPO_PATH"]}}
+                    if environ.get("WORKER_REPO_PATH")
+                    else {}
+                ),
+            }
+        }
+    return parse_config({"environments": {name: env}}, environ=environ, source="environment")
+
+
+def load_config(settings: BotSettings, environ: Mapping[str, str]) -> Config:
+    if settings.CHATOPS_CONFIG:
+        return load_config_file(settings.CHATOPS_CONFIG, environ=environ)
+    return config_from_runbook_env(environ)
+
+
+def secret_values(settings: BotSettings, config: Config | None) -> Iterator[str]:
+    """Every value that must be masked wherever the bot writes text."""
+    for value in (
+        settings.SLACK_BOT_TOKEN,
+        settings.SLACK_SIGNING_SECRET,
+        settings.SLACK_APP_TOKEN,
+    ):
+        if value:
+            yield value
+    urls = [settings.CHATOPS_DATABASE_URL, settings.CHATOPS_REDIS_URL]
+    if config is not None:
+        urls += [env.redis_url for env in config.environments.values()]
+    for url in urls:
+        if url and (password := urlsplit(url).password):
+            yield password
