@@ -56,6 +56,8 @@ async def run(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            # pm2 jlist prints one line of several KiB per app: the default 64 KiB is too small.
+            limit=16 * 1024 * 1024,
         )
     except FileNotFoundError as exc:
         raise CommandFailed(name, "program not found") from exc

@@ -1,0 +1,191 @@
+"""Drain: producers off, let the workers empty the queue, producers back on. Deletes nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from bot.config import EnvironmentConfig
+from bot.engine.context import StepContext
+from bot.engine.plan import Plan, Step
+from bot.engine.restore import FLAG_OFF
+from bot.errors import OperationFailed, Refused
+from bot.flags import get_flag, set_flag
+from bot.queues import (
+    EventTail,
+    QueueState,
+    completed_total,
+    connected_workers,
+    delayed_due_count,
+    read_states,
+    scheduler_count,
+)
+
+
+@dataclass(frozen=True)
+class DrainParams:
+    queue: str
+    timeout_s: float
+    stall_s: float
+    poll_interval_s: float
+
+
+def drain_plan(env_name: str, env: EnvironmentConfig, params: DrainParams) -> Plan:
+    q = params.queue
+    flag = env.flag_key
+    steps = (
+        Step(f"check queue {q} under prefix {env.prefix}", lambda ctx: _check(ctx, params), 15),
+        Step(f"turn producers off ({flag} = false)", lambda ctx: _flag_off(ctx, params), 15),
+        Step(
+            f"wait until {q} has nothing waiting, active or due (up to {params.timeout_s:g} s)",
+            lambda ctx: _watch(ctx, params),
+            params.timeout_s + 30,
+        ),
+        Step(f"turn producers back on ({flag} = true)", _flag_on, 15),
+    )
+    return Plan(
+        kind="drain",
+        env=env_name,
+        target=q,
+        steps=steps,
+        locks=(f"queue:{q}",),
+        details=(
+            "producers are asked to stop through the WORKER_ACCEPT_JOBS flag; "
+            "no job is deleted, workers finish what is queued",
+        ),
+        params={"queue": q, "timeout_s": params.timeout_s},
+    )
+
+
+def _remaining(state: QueueState, due: int) -> int:
+    c = state.counts
+    return c.waiting + c.prioritized + c.active + due
+
+
+def _describe(state: QueueState, due: int) -> str:
+    c = state.counts
+    return (
+        f"waiting {c.waiting} · prioritized {c.prioritized} · active {c.active} · "
+        f"delayed due {due} (of {c.delayed}) · completed {c.completed}"
+    )
+
+
+async def _check(ctx: StepContext, params: DrainParams) -> str:
+    (state,) = await read_states(ctx.redis, prefix=ctx.env.prefix, queues=[params.queue])
+    if state.paused:
+        raise Refused(
+            f"queue {params.queue} is paused, so it would never drain; "
+            f"resume it first (chatops queue resume {params.queue} --env {ctx.env_name})"
+        )
+    workers = await connected_workers(ctx.redis, prefix=ctx.env.prefix, queue=params.queue)
+    ctx.results["start_counts"] = state.counts
+    if workers.known and workers.count == 0:
+        await ctx.emit(f"warning: no worker is connected to {params.queue}; the drain will stall")
+    who = f"{workers.count} worker(s)" if workers.known else "workers unknown (CLIENT LIST denied)"
+    return f"{_describe(state, 0)}; {who}"
+
+
+async def _flag_off(ctx: StepContext, params: DrainParams) -> str:
+    key = ctx.env.flag_key
+    before = await get_flag(ctx.redis, key)
+    if before is False:
+        # Someone already holds producers off: leave the flag as we found it afterwards.
+        ctx.results["flag_was_off"] = True
+        return f"{key} was already false"
+    ctx.results["flag_restore"] = await ctx.record_restore(FLAG_OFF, key)
+    tail = await EventTail.open(ctx.redis, prefix=ctx.env.prefix, queue=params.queue)
+    ctx.resources.push_async_callback(tail.close)
+    ctx.results["tail"] = tail
+    await set_flag(ctx.redis, key, False)
+    return f"{key} = false"
+
+
+async def _flag_on(ctx: StepContext) -> str:
+    key = ctx.env.flag_key
+    if ctx.results.get("flag_was_off"):
+        return f"{key} left false, as it was before the drain"
+    await set_flag(ctx.redis, key, True)
+    restore_id = ctx.results.get("flag_restore")
+    if isinstance(restore_id, int):
+        await ctx.restored(restore_id)
+    return f"{key} = true"
+
+
+async def _watch(ctx: StepContext, params: DrainParams) -> str:
+    prefix, q = ctx.env.prefix, params.queue
+    start = ctx.clock.monotonic()
+    deadline_at = ctx.clock.now() + timedelta(seconds=params.timeout_s)
+    tail: EventTail | None = ctx.results.get("tail")
+    last_progress = start
+    last_seen: tuple[int, int | None] | None = None
+    last_line = ""
+    added: list[str] = []
+    while True:
+        (state,) = await read_states(ctx.redis, prefix=prefix, queues=[q])
+        due = await delayed_due_count(ctx.redis, prefix=prefix, queue=q, before=deadline_at)
+        completed = await completed_total(ctx.redis, prefix=prefix, queue=q)
+        remaining = _remaining(state, due)
+        line = _describe(state, due)
+        if line != last_line:
+            await ctx.emit(line)
+            last_line = line
+        ctx.validation["counts"] = _counts_dict(state)
+        if tail is not None:
+            added += [
+                e.job_id for e in await tail.read(block_ms=0) if e.event == "added" and e.job_id
+            ]
+            if added:
+                raise OperationFailed(
+                    f"a producer ignores the flag: {len(added)} job(s) added to {q} while "
+                    f"{ctx.env.flag_key} was false (first: {', '.join(added[:5])})"
+                )
+        if remaining == 0:
+            break
+        seen = (remaining, completed)
+        now = ctx.clock.monotonic()
+        overdue = await delayed_due_count(ctx.redis, prefix=prefix, queue=q, before=ctx.clock.now())
+        c = state.counts
+        # Only delayed jobs not yet due are left: that is waiting for the clock, not a stall.
+        idle_by_design = c.waiting + c.prioritized + c.active + overdue == 0
+        if (
+            last_seen is None
+            or idle_by_design
+            or remaining < last_seen[0]
+            or completed != last_seen[1]
+        ):
+            last_progress = now
+        last_seen = seen
+        if now - last_progress >= params.stall_s:
+            raise OperationFailed(
+                f"stalled: no progress for {params.stall_s:g} s ({line}); "
+                "is a worker running and not paused?"
+            )
+        if now - start >= params.timeout_s:
+            raise OperationFailed(f"timed out after {params.timeout_s:g} s ({line})")
+        await ctx.clock.sleep(params.poll_interval_s)
+    later = state.counts.delayed - due
+    schedulers = await scheduler_count(ctx.redis, prefix=prefix, queue=q)
+    notes = []
+    if later:
+        notes.append(f"{later} delayed job(s) due after the deadline, left in place")
+    if schedulers:
+        notes.append(f"{schedulers} job scheduler(s) will keep adding repeat jobs")
+    ctx.validation["delayed_later"] = later
+    ctx.validation["schedulers"] = schedulers
+    elapsed = ctx.clock.monotonic() - start
+    done = f"{q} drained in {elapsed:.1f} s"
+    ctx.results["summary"] = "; ".join([done, *notes])
+    return "; ".join([done, *notes])
+
+
+def _counts_dict(state: QueueState) -> dict[str, int]:
+    c = state.counts
+    return {
+        "waiting": c.waiting,
+        "active": c.active,
+        "delayed": c.delayed,
+        "prioritized": c.prioritized,
+        "waiting_children": c.waiting_children,
+        "failed": c.failed,
+        "completed": c.completed,
+    }

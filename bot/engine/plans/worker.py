@@ -1,0 +1,405 @@
+"""Restart, deploy and roll back a worker: quiesce, reload, prove it ready, resume, validate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot.abc import Target, WorkerStatus
+from bot.config import EnvironmentConfig, WorkerConfig
+from bot.engine.context import StepContext
+from bot.engine.plan import Plan, Step
+from bot.engine.restore import QUEUE_PAUSED
+from bot.errors import OperationFailed, Refused
+from bot.queues import (
+    completed_total,
+    longest_recent_job_ms,
+    pause_queue,
+    read_states,
+    resume_queue,
+)
+from bot.releases import (
+    Release,
+    current_commit,
+    prepare_release,
+    resolve_ref,
+    switch_current,
+)
+
+TargetFactory = Callable[[str, WorkerConfig], Target]
+
+_SETTLE_S = 3.0
+_RELOAD_TIMEOUT_S = 90.0
+
+
+@dataclass(frozen=True)
+class WorkerRequest:
+    worker: str
+    kind: str  # restart, deploy, rollback
+    commit: str | None = None  # rollback: the release to go back to (resolved beforehand)
+    ref: str | None = None  # deploy: the ref asked for
+
+
+def worker_plan(
+    env_name: str,
+    env: EnvironmentConfig,
+    request: WorkerRequest,
+    *,
+    target_for: TargetFactory,
+    build_env: dict[str, str],
+) -> Plan:
+    name = request.worker
+    cfg = env.worker(name, env=env_name)
+    target = target_for(name, cfg)
+    steps: list[Step] = [Step(f"check {cfg.app} under pm2", lambda ctx: _check(ctx, target), 30)]
+    deploy = cfg.deploy
+    if request.kind in ("deploy", "rollback"):
+        if deploy is None:
+            raise Refused(f"worker {name} in {env_name} has no 'deploy' configuration")
+        if request.kind == "deploy":
+            ref = request.ref or deploy.default_ref
+            steps.append(
+                Step(
+                    f"resolve {ref} to a commit",
+                    lambda ctx: _resolve(ctx, cfg, ref, build_env),
+                    120,
+                )
+            )
+        steps.append(
+            Step(
+                "fetch and build the release"
+                + (" in its own directory" if deploy.strategy == "releases" else " in place"),
+                lambda ctx: _build(ctx, name, cfg, request, build_env),
+                deploy.build_timeout_s * max(1, len(cfg.build)) + 120,
+            )
+        )
+    steps += _quiesce_steps(cfg, target)
+    if request.kind in ("deploy", "rollback") and deploy and deploy.strategy == "releases":
+        steps.append(Step("switch current to the new release", lambda ctx: _switch(ctx, cfg), 15))
+    steps += [
+        Step(
+            f"reload {cfg.app} with its own environment",
+            lambda ctx: _reload(ctx, target),
+            _RELOAD_TIMEOUT_S,
+            cancellable=False,
+        ),
+        Step(
+            f"wait for /{cfg.ready_pattern}/ from the new process "
+            f"(up to {cfg.ready_timeout_s:g} s)",
+            lambda ctx: _ready(ctx, cfg, target),
+            cfg.ready_timeout_s + 10,
+        ),
+        Step(
+            f"check {cfg.app} is online and not restart-looping",
+            lambda ctx: _online(ctx, target),
+            30,
+        ),
+    ]
+    if cfg.quiesce == "pause" and cfg.queues:
+        steps.append(Step(f"resume {', '.join(cfg.queues)}", lambda ctx: _resume(ctx, cfg), 30))
+    steps.append(
+        Step(
+            "check jobs are completing",
+            lambda ctx: _completing(ctx, cfg),
+            cfg.completing_wait_s + 15,
+        )
+    )
+    if request.kind in ("deploy", "rollback"):
+        steps.append(
+            Step("record the release as known-good", lambda ctx: _known_good(ctx, name), 15)
+        )
+
+    async def revert(ctx: StepContext) -> None:
+        await _revert(ctx, cfg, target)
+
+    return Plan(
+        kind=request.kind,
+        env=env_name,
+        target=name,
+        steps=tuple(steps),
+        locks=(f"worker:{name}", *(f"queue:{q}" for q in cfg.queues)),
+        details=_details(cfg, request),
+        on_failure=revert if request.kind in ("deploy", "rollback") else None,
+        params={"worker": name, "ref": request.ref, "commit": request.commit},
+    )
+
+
+def _details(cfg: WorkerConfig, request: WorkerRequest) -> tuple[str, ...]:
+    lines = [f"pm2 app {cfg.app}; queues {', '.join(cfg.queues) or 'none configured'}"]
+    if cfg.quiesce == "pause":
+        lines.append(
+            f"quiesce: pause the queues and wait up to {cfg.active_wait_s:g} s for active jobs"
+        )
+    else:
+        lines.append("quiesce: graceful (the worker's close() on SIGINT within pm2's kill_timeout)")
+    if request.kind == "rollback" and request.commit:
+        lines.append(f"back to release {request.commit[:12]}")
+    return tuple(lines)
+
+
+def _quiesce_steps(cfg: WorkerConfig, target: Target) -> list[Step]:
+    if cfg.quiesce == "graceful":
+        return [
+            Step(
+                "check pm2's kill_timeout covers the longest recent job",
+                lambda ctx: _kill_timeout(ctx, cfg),
+                30,
+            )
+        ]
+    if not cfg.queues:
+        return []
+    return [
+        Step(f"pause {', '.join(cfg.queues)}", lambda ctx: _pause(ctx, cfg), 30),
+        Step(
+            f"wait for active jobs to finish (up to {cfg.active_wait_s:g} s)",
+            lambda ctx: _wait_idle(ctx, cfg),
+            cfg.active_wait_s + 15,
+        ),
+    ]
+
+
+def _status_line(status: WorkerStatus) -> str:
+    return (
+        f"{status.name}: {status.status}, pid {status.pid}, {status.restarts} restart(s), "
+        f"kill_timeout {status.kill_timeout_ms} ms"
+    )
+
+
+async def _check(ctx: StepContext, target: Target) -> str:
+    status = await target.status()
+    if status.status == "missing":
+        raise Refused(f"pm2 has no app {target.name!r}: start it once under pm2 first")
+    ctx.results["before"] = status
+    return _status_line(status)
+
+
+async def _resolve(ctx: StepContext, cfg: WorkerConfig, ref: str, build_env: dict[str, str]) -> str:
+    deploy = cfg.deploy
+    assert deploy is not None
+    commit = await resolve_ref(
+        repo=deploy.repo or deploy.repo_path or "",
+        cache_dir=_cache_dir(cfg),
+        ref=ref,
+        env=build_env,
+        timeout_s=120,
+    )
+    ctx.results["commit"] = commit
+    ctx.results["ref"] = ref
+    return f"{ref} is {commit[:12]}"
+
+
+def _cache_dir(cfg: WorkerConfig) -> str:
+    deploy = cfg.deploy
+    assert deploy is not None
+    if deploy.strategy == "releases":
+        assert deploy.deploy_path is not None
+        return deploy.deploy_path
+    assert deploy.repo_path is not None
+    return deploy.repo_path
+
+
+async def _build(
+    ctx: StepContext,
+    name: str,
+    cfg: WorkerConfig,
+    request: WorkerRequest,
+    build_env: dict[str, str],
+) -> str:
+    deploy = cfg.deploy
+    assert deploy is not None
+    commit = request.commit or ctx.results["commit"]
+    ctx.results["commit"] = commit
+    if deploy.strategy == "releases":
+        assert deploy.deploy_path is not None
+        ctx.results["previous_commit"] = current_commit(deploy.deploy_path)
+    else:
+        current = await ctx.store.current_release(ctx.env_name, name)
+        ctx.results["previous_commit"] = current.commit if current else None
+    release: Release = await prepare_release(
+        strategy=deploy.strategy,
+        repo=deploy.repo or "",
+        deploy_path=deploy.deploy_path,
+        repo_path=deploy.repo_path,
+        commit=commit,
+        build=cfg.build,
+        env=build_env,
+        timeout_s=deploy.build_timeout_s,
+        on_line=ctx.emit,
+    )
+    await ctx.store.record_release(
+        env=ctx.env_name,
+        worker=name,
+        ref=request.ref or ctx.results.get("ref") or commit,
+        commit=commit,
+        path=str(release.path),
+        now=ctx.clock.now(),
+        operation_id=ctx.op_id,
+    )
+    ctx.results["release"] = release
+    ctx.validation["release"] = commit[:12]
+    previous = ctx.results["previous_commit"]
+    ctx.validation["previous_release"] = previous[:12] if previous else None
+    how = "reused" if release.reused else "built"
+    return f"{commit[:12]} {how} at {release.path}"
+
+
+async def _switch(ctx: StepContext, cfg: WorkerConfig) -> str:
+    deploy = cfg.deploy
+    assert deploy is not None and deploy.deploy_path is not None
+    commit = ctx.results["commit"]
+    previous = await switch_current(deploy_path=deploy.deploy_path, commit=commit)
+    ctx.results["switched_from"] = previous or "none"
+    return f"current: {previous[:12] if previous else 'none'} -> {commit[:12]}"
+
+
+async def _pause(ctx: StepContext, cfg: WorkerConfig) -> str:
+    states = await read_states(ctx.redis, prefix=ctx.env.prefix, queues=cfg.queues)
+    paused: list[str] = []
+    restores: dict[str, int] = {}
+    for state in states:
+        if state.paused:
+            continue  # paused by someone else: not ours to resume
+        restores[state.name] = await ctx.record_restore(QUEUE_PAUSED, state.name)
+        await pause_queue(ctx.redis, prefix=ctx.env.prefix, queue=state.name)
+        paused.append(state.name)
+    ctx.results["paused"] = restores
+    left = [s.name for s in states if s.paused]
+    return f"paused {', '.join(paused) or 'nothing'}" + (
+        f"; already paused, left as is: {', '.join(left)}" if left else ""
+    )
+
+
+async def _wait_idle(ctx: StepContext, cfg: WorkerConfig) -> str:
+    start = ctx.clock.monotonic()
+    last = -1
+    while True:
+        states = await read_states(ctx.redis, prefix=ctx.env.prefix, queues=cfg.queues)
+        active = sum(s.counts.active for s in states)
+        if active != last:
+            await ctx.emit(f"active jobs: {active}")
+            last = active
+        if active == 0:
+            return f"no active job after {ctx.clock.monotonic() - start:.1f} s"
+        if ctx.clock.monotonic() - start >= cfg.active_wait_s:
+            raise OperationFailed(
+                f"{active} job(s) still active after {cfg.active_wait_s:g} s; a reload now would "
+                "kill them mid-run and they would run twice, so nothing was reloaded"
+            )
+        await ctx.clock.sleep(0.2)
+
+
+async def _kill_timeout(ctx: StepContext, cfg: WorkerConfig) -> str:
+    before: WorkerStatus = ctx.results["before"]
+    longest = 0
+    for queue in cfg.queues:
+        longest = max(
+            longest, await longest_recent_job_ms(ctx.redis, prefix=ctx.env.prefix, queue=queue) or 0
+        )
+    kill_timeout = before.kill_timeout_ms or 1600
+    if longest and kill_timeout < longest * 1.5:
+        raise Refused(
+            f"pm2 kill_timeout is {kill_timeout} ms but recent jobs took up to {longest} ms: "
+            "a reload would kill jobs mid-run (they would run twice). Raise kill_timeout "
+            "or configure quiesce: pause"
+        )
+    return f"kill_timeout {kill_timeout} ms; longest recent job {longest} ms"
+
+
+async def _reload(ctx: StepContext, target: Target) -> str:
+    ctx.results["cursor"] = await target.log_cursor()
+    await target.reload(on_line=ctx.emit)
+    return "reload sent"
+
+
+async def _ready(ctx: StepContext, cfg: WorkerConfig, target: Target) -> str:
+    line = await target.wait_ready(
+        cfg.ready_regex,
+        since=ctx.results["cursor"],
+        timeout_s=cfg.ready_timeout_s,
+        on_line=ctx.emit,
+    )
+    ctx.validation["ready"] = line
+    return f"ready: {line}"
+
+
+async def _online(ctx: StepContext, target: Target) -> str:
+    before: WorkerStatus = ctx.results["before"]
+    first = await target.status()
+    await ctx.clock.sleep(_SETTLE_S)
+    status = await target.status()
+    if status.status != "online":
+        raise OperationFailed(f"{target.name} is {status.status} after the reload")
+    if before.pid is not None and status.pid == before.pid:
+        raise OperationFailed(f"{target.name} still runs the old process (pid {status.pid})")
+    if status.restarts > first.restarts:
+        raise OperationFailed(
+            f"{target.name} restarted {status.restarts - first.restarts} time(s) within "
+            f"{_SETTLE_S:g} s of becoming ready: it is restart-looping"
+        )
+    ctx.validation["pid"] = status.pid
+    return _status_line(status)
+
+
+async def _resume(ctx: StepContext, cfg: WorkerConfig) -> str:
+    restores: dict[str, int] = ctx.results.get("paused", {})
+    for queue, restore_id in restores.items():
+        await resume_queue(ctx.redis, prefix=ctx.env.prefix, queue=queue)
+        await ctx.restored(restore_id)
+    return f"resumed {', '.join(restores) or 'nothing (none was paused by this operation)'}"
+
+
+async def _completing(ctx: StepContext, cfg: WorkerConfig) -> str:
+    if not cfg.queues:
+        ctx.validation["jobs"] = "no queues configured"
+        return "no queues configured for this worker"
+    states = await read_states(ctx.redis, prefix=ctx.env.prefix, queues=cfg.queues)
+    pending = sum(s.counts.waiting + s.counts.prioritized + s.counts.active for s in states)
+    if pending == 0:
+        ctx.validation["jobs"] = "no traffic"
+        return "no traffic: nothing waiting, so completion cannot be shown (not a failure)"
+    before = await _completed_marker(ctx, cfg)
+    start = ctx.clock.monotonic()
+    while ctx.clock.monotonic() - start < cfg.completing_wait_s:
+        await ctx.clock.sleep(0.5)
+        done = await _completed_marker(ctx, cfg) - before
+        if done > 0:
+            ctx.validation["jobs"] = f"completing (+{done})"
+            return f"jobs completing: +{done} since the reload"
+    raise OperationFailed(
+        f"{pending} job(s) waiting but none completed within {cfg.completing_wait_s:g} s"
+    )
+
+
+async def _completed_marker(ctx: StepContext, cfg: WorkerConfig) -> int:
+    """Completions so far: the metrics total where workers keep metrics, else the completed set."""
+    states = await read_states(ctx.redis, prefix=ctx.env.prefix, queues=cfg.queues)
+    total = 0
+    for state in states:
+        metric = await completed_total(ctx.redis, prefix=ctx.env.prefix, queue=state.name)
+        total += metric if metric is not None else state.counts.completed
+    return total
+
+
+async def _known_good(ctx: StepContext, name: str) -> str:
+    commit: str = ctx.results["commit"]
+    await ctx.store.mark_deployed(ctx.env_name, name, commit, now=ctx.clock.now())
+    await ctx.store.mark_known_good(ctx.env_name, name, commit, by=ctx.actor, now=ctx.clock.now())
+    ctx.results["summary"] = f"{name} runs {commit[:12]}, validated and recorded as known-good"
+    return f"{commit[:12]} is known-good"
+
+
+async def _revert(ctx: StepContext, cfg: WorkerConfig, target: Target) -> None:
+    """After a failed deploy under `releases`, put the previous release back in service."""
+    deploy = cfg.deploy
+    previous = ctx.results.get("switched_from")
+    if deploy is None or deploy.strategy != "releases" or not previous or previous == "none":
+        return
+    assert deploy.deploy_path is not None
+    await ctx.emit(f"switching back to {previous[:12]} and reloading")
+    await switch_current(deploy_path=deploy.deploy_path, commit=previous)
+    if "cursor" in ctx.results:
+        cursor = await target.log_cursor()
+        await target.reload(on_line=ctx.emit)
+        await target.wait_ready(cfg.ready_regex, since=cursor, timeout_s=cfg.ready_timeout_s)
+    ctx.validation["running"] = previous[:12]
+    ctx.validation["reverted"] = True

@@ -1,0 +1,69 @@
+"""At start: operations whose process died become interrupted; what they changed is put back."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import redis.asyncio as redis
+
+from bot.engine.restore import put_back
+from bot.engine.runner import owner_id
+from bot.errors import BotError
+from bot.locks import force_release, lock_info
+from bot.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+_MISSED_BEATS = 5
+
+
+async def recover_interrupted(runtime: Runtime) -> list[str]:
+    """Claim lapsed operations, restore queues and flags, free their locks; one line each."""
+    store, clock = runtime.store, runtime.clock
+    claimed = await store.claim_lapsed(
+        now=clock.now(), lapse_s=runtime.heartbeat_s * _MISSED_BEATS, claimer=owner_id()
+    )
+    reports = []
+    for op in claimed:
+        done: list[str] = []
+        left: list[str] = []
+        env = runtime.config.environments.get(op.env)
+        for item in await store.pending_restores(op.id):
+            if env is None:
+                left.append(f"{item.kind} {item.key} (environment {op.env} no longer configured)")
+                continue
+            try:
+                async with asyncio.timeout(30):
+                    done.append(
+                        await put_back(
+                            item.kind, item.key, env=env, redis=runtime.redis_for(op.env)
+                        )
+                    )
+                await store.mark_restored(item.id, now=clock.now())
+            except (BotError, TimeoutError, OSError, redis.RedisError) as exc:
+                left.append(f"{item.kind} {item.key} ({type(exc).__name__})")
+        if env is not None:
+            for key in op.params.get("locks", []):
+                info = await lock_info(runtime.coordination(op.env), key)
+                if info is not None and info.operation_id == op.id:
+                    await force_release(runtime.coordination(op.env), key)
+        line = f"operation {op.id} ({op.kind} {op.target} in {op.env}) {op.summary}"
+        if done:
+            line += "; put back: " + ", ".join(done)
+        if left:
+            line += "; STILL TO DO BY HAND: " + ", ".join(left)
+        await store.audit(
+            actor=owner_id(),
+            source="recovery",
+            kind="recovery",
+            command=f"recover {op.id}",
+            outcome="restored" if not left else "incomplete",
+            env=op.env,
+            operation_id=op.id,
+            details={"restored": done, "left": left},
+            now=clock.now(),
+        )
+        logger.warning("%s", line)
+        reports.append(line)
+    return reports

@@ -1,0 +1,328 @@
+"""Run a plan: lock its targets, persist it, run its steps, put back what it changed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis.asyncio as redis
+
+from bot.clock import Clock
+from bot.config import EnvironmentConfig
+from bot.engine.context import StepContext
+from bot.engine.events import (
+    EventSink,
+    OperationFinished,
+    OperationStarted,
+    StepFinished,
+    StepStarted,
+)
+from bot.engine.plan import Plan, StepAction
+from bot.engine.restore import put_back
+from bot.errors import BotError
+from bot.locks import hold_locks
+from bot.redact import redact
+from bot.store import Store
+
+logger = logging.getLogger(__name__)
+
+_CLEANUP_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Actor:
+    name: str  # "alice@host" on the CLI, a Slack user id from Slack
+    source: str  # cli, slack, scheduler
+
+
+@dataclass(frozen=True)
+class Outcome:
+    op_id: str
+    state: str  # succeeded, failed, cancelled
+    summary: str
+    validation: dict[str, object]
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "succeeded"
+
+
+def new_operation_id() -> str:
+    return f"op-{uuid.uuid4().hex[:10]}"
+
+
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def lock_key(env_name: str, env: EnvironmentConfig, resource: str) -> str:
+    return f"chatops:{env.prefix}:lock:{env_name}:{resource}"
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        clock: Clock,
+        coordination: Callable[[str], redis.Redis],
+        heartbeat_s: float = 2.0,
+        lock_ttl_ms: int = 30_000,
+        secrets: tuple[str, ...] = (),
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._coordination = coordination
+        self._heartbeat_s = heartbeat_s
+        self._lock_ttl_ms = lock_ttl_ms
+        self._secrets = secrets
+
+    async def run(
+        self,
+        plan: Plan,
+        *,
+        env: EnvironmentConfig,
+        env_redis: redis.Redis,
+        actor: Actor,
+        command: str,
+        reason: str | None,
+        sink: EventSink,
+    ) -> Outcome:
+        op_id = new_operation_id()
+        keys = [lock_key(plan.env, env, r) for r in plan.locks]
+        owner = owner_id()
+        async with hold_locks(
+            self._coordination(plan.env),
+            keys,
+            holder=f"{actor.name} ({actor.source})",
+            operation_id=op_id,
+            ttl_ms=self._lock_ttl_ms,
+        ):
+            await self._store.create_operation(
+                op_id=op_id,
+                kind=plan.kind,
+                env=plan.env,
+                target=plan.target,
+                actor=actor.name,
+                source=actor.source,
+                command=redact(command, secrets=self._secrets),
+                reason=reason,
+                params={**plan.params, "locks": keys},
+                plan=[s.name for s in plan.steps],
+                owner=owner,
+                now=self._clock.now(),
+            )
+            ctx = StepContext(
+                op_id=op_id,
+                env_name=plan.env,
+                env=env,
+                redis=env_redis,
+                store=self._store,
+                clock=self._clock,
+                actor=actor.name,
+                sink=sink,
+                secrets=self._secrets,
+            )
+            logger.info("operation %s %s %s in %s started", op_id, plan.kind, plan.target, plan.env)
+            await sink(
+                OperationStarted(
+                    op_id, plan.kind, plan.env, plan.target, tuple(s.name for s in plan.steps)
+                )
+            )
+            started = time.monotonic()
+            outcome = await self._run_steps(plan, ctx, owner)
+            duration_ms = int((time.monotonic() - started) * 1000)
+            logger.info("operation %s finished %s in %d ms", op_id, outcome.state, duration_ms)
+            await self._store.audit(
+                actor=actor.name,
+                source=actor.source,
+                kind="operation",
+                command=redact(command, secrets=self._secrets),
+                outcome=outcome.state,
+                env=plan.env,
+                reason=reason,
+                duration_ms=duration_ms,
+                operation_id=op_id,
+                details={"summary": outcome.summary},
+                now=self._clock.now(),
+            )
+            await sink(OperationFinished(op_id, outcome.state, outcome.summary, outcome.validation))
+            return outcome
+
+    async def _run_steps(self, plan: Plan, ctx: StepContext, owner: str) -> Outcome:
+        total = len(plan.steps)
+        state, summary = "succeeded", ""
+        cancel = asyncio.Event()
+        watcher = asyncio.create_task(self._heartbeat(ctx.op_id, owner, cancel))
+        failed_at: int | None = None
+        try:
+            for index, step in enumerate(plan.steps):
+                if cancel.is_set():
+                    state, failed_at = "cancelled", index
+                    summary = f"cancelled before step {index + 1} of {total} ({step.name})"
+                    break
+                ctx.step_index = index
+                await self._store.start_step(ctx.op_id, index, now=self._clock.now())
+                await ctx.sink(StepStarted(ctx.op_id, index, step.name))
+                try:
+                    detail = await self._run_step(
+                        step.action, ctx, step.timeout_s, step.cancellable, cancel
+                    )
+                except _Cancelled:
+                    state, failed_at = "cancelled", index
+                    summary = f"cancelled at step {index + 1} of {total} ({step.name})"
+                    await self._finish_step(ctx, index, step.name, "cancelled", "cancelled")
+                    break
+                except TimeoutError:
+                    state, failed_at = "failed", index
+                    error = f"timed out after {step.timeout_s:g} s"
+                    summary = f"failed at step {index + 1} of {total} ({step.name}): {error}"
+                    await self._finish_step(ctx, index, step.name, "failed", error)
+                    break
+                except BotError as exc:
+                    state, failed_at = "failed", index
+                    error = redact(str(exc), secrets=ctx.secrets)
+                    summary = f"failed at step {index + 1} of {total} ({step.name}): {error}"
+                    await self._finish_step(ctx, index, step.name, "failed", error)
+                    break
+                except Exception as exc:
+                    logger.exception("operation %s step %d crashed", ctx.op_id, index + 1)
+                    state, failed_at = "failed", index
+                    error = redact(
+                        f"internal error: {type(exc).__name__}: {exc}", secrets=ctx.secrets
+                    )
+                    summary = f"failed at step {index + 1} of {total} ({step.name}): {error}"
+                    await self._finish_step(ctx, index, step.name, "failed", error)
+                    break
+                await self._finish_step(ctx, index, step.name, "succeeded", detail)
+            if state == "failed" and plan.on_failure is not None:
+                try:
+                    async with asyncio.timeout(_CLEANUP_TIMEOUT_S * 4):
+                        await plan.on_failure(ctx)
+                except (BotError, TimeoutError) as exc:
+                    summary += (
+                        f"; recovery failed: {redact(str(exc) or 'timed out', secrets=ctx.secrets)}"
+                    )
+        except asyncio.CancelledError:
+            # The process is being stopped (Ctrl-C, SIGTERM): put things back, record, re-raise.
+            await asyncio.shield(self._wind_up(ctx, "cancelled", "cancelled: the bot was stopped"))
+            raise
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        if failed_at is not None:
+            for index in range(failed_at + 1, total):
+                await self._store.finish_step(
+                    ctx.op_id,
+                    index,
+                    state="skipped",
+                    output=None,
+                    error=None,
+                    now=self._clock.now(),
+                )
+        return await self._wind_up(ctx, state, summary or self._success_summary(plan, ctx))
+
+    async def _run_step(
+        self,
+        action: StepAction,
+        ctx: StepContext,
+        timeout_s: float,
+        cancellable: bool,
+        cancel: asyncio.Event,
+    ) -> str | None:
+        task = asyncio.create_task(action(ctx))
+        waiter = asyncio.create_task(cancel.wait())
+        try:
+            async with asyncio.timeout(timeout_s):
+                if not cancellable:
+                    return await task
+                done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                if task in done:
+                    return task.result()
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                raise _Cancelled
+        finally:
+            waiter.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _finish_step(
+        self, ctx: StepContext, index: int, name: str, state: str, detail: str | None
+    ) -> None:
+        output = ctx.take_output()
+        await self._store.finish_step(
+            ctx.op_id,
+            index,
+            state=state,
+            output=output or None,
+            error=detail if state in ("failed", "cancelled") else None,
+            now=self._clock.now(),
+        )
+        await ctx.sink(StepFinished(ctx.op_id, index, name, state, detail))
+
+    async def _wind_up(self, ctx: StepContext, state: str, summary: str) -> Outcome:
+        await ctx.resources.aclose()
+        leftovers = await restore_pending(ctx)
+        if leftovers.done:
+            summary += "; put back: " + ", ".join(leftovers.done)
+        if leftovers.failed:
+            summary += "; STILL TO DO BY HAND: " + ", ".join(leftovers.failed)
+        summary = redact(summary, secrets=ctx.secrets)
+        await self._store.finish_operation(
+            ctx.op_id,
+            state=state,
+            summary=summary,
+            validation=ctx.validation,
+            now=self._clock.now(),
+        )
+        return Outcome(ctx.op_id, state, summary, dict(ctx.validation))
+
+    @staticmethod
+    def _success_summary(plan: Plan, ctx: StepContext) -> str:
+        done = ctx.results.get("summary")
+        return str(done) if done else f"{plan.kind} {plan.target} in {plan.env} done"
+
+    async def _heartbeat(self, op_id: str, owner: str, cancel: asyncio.Event) -> None:
+        while True:
+            await self._clock.sleep(self._heartbeat_s)
+            try:
+                await self._store.heartbeat(op_id, owner=owner, now=self._clock.now())
+                if await self._store.cancel_requested(op_id):
+                    cancel.set()
+            except BotError:
+                logger.warning("operation %s: heartbeat not recorded (store unreachable)", op_id)
+
+
+@dataclass(frozen=True)
+class Leftovers:
+    done: list[str]
+    failed: list[str]
+
+
+async def restore_pending(ctx: StepContext) -> Leftovers:
+    done: list[str] = []
+    failed: list[str] = []
+    for item in await ctx.store.pending_restores(ctx.op_id):
+        try:
+            async with asyncio.timeout(_CLEANUP_TIMEOUT_S):
+                done.append(await put_back(item.kind, item.key, env=ctx.env, redis=ctx.redis))
+            await ctx.store.mark_restored(item.id, now=ctx.clock.now())
+        except (BotError, TimeoutError, OSError, redis.RedisError) as exc:
+            failed.append(f"{item.kind} {item.key} ({type(exc).__name__})")
+    return Leftovers(done, failed)

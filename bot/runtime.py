@@ -1,0 +1,119 @@
+"""What every door (CLI, Slack, scheduler) opens at start and closes at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+
+import redis.asyncio as redis
+
+from bot.abc import Target
+from bot.clock import Clock, SystemClock
+from bot.config import BotSettings, Config, WorkerConfig, load_config, secret_values
+from bot.engine.runner import Engine
+from bot.store import Store
+from bot.targets.pm2 import Pm2Target
+
+logger = logging.getLogger(__name__)
+
+# redis-py 8 re-sends a call that outlasts its socket timeout (BULLMQ.md, trap 2): every call
+# the bot makes is short, so a generous timeout only bounds a dead connection.
+_REDIS_SOCKET_TIMEOUT_S = 15.0
+
+
+def redis_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=_REDIS_SOCKET_TIMEOUT_S,
+        socket_connect_timeout=5.0,
+    )
+
+
+@dataclass
+class Runtime:
+    settings: BotSettings
+    config: Config
+    environ: Mapping[str, str]
+    store: Store
+    clock: Clock
+    secrets: tuple[str, ...]
+    heartbeat_s: float
+    _redis: dict[str, redis.Redis] = field(default_factory=dict)
+
+    def redis_for(self, env_name: str) -> redis.Redis:
+        url = self.config.env(env_name).redis_url
+        return self._client(url)
+
+    def coordination(self, env_name: str) -> redis.Redis:
+        return self._client(self.settings.CHATOPS_REDIS_URL or self.config.env(env_name).redis_url)
+
+    def _client(self, url: str) -> redis.Redis:
+        if url not in self._redis:
+            self._redis[url] = redis_client(url)
+        return self._redis[url]
+
+    @property
+    def engine(self) -> Engine:
+        return Engine(
+            store=self.store,
+            clock=self.clock,
+            coordination=self.coordination,
+            heartbeat_s=self.heartbeat_s,
+            secrets=self.secrets,
+        )
+
+    def tool_env(self, worker: WorkerConfig) -> dict[str, str]:
+        """The environment for pm2 and builds: a PATH and HOME, plus the worker's own extras.
+
+        Never the bot's environment: `pm2 reload --update-env` and builds would carry its
+        Slack tokens and database URL into the worker.
+        """
+        base = {k: self.environ[k] for k in ("PATH", "HOME", "LANG") if k in self.environ}
+        return {**base, **worker.env}
+
+    def target_for(self, name: str, worker: WorkerConfig) -> Target:
+        return Pm2Target(
+            app=worker.app,
+            pm2_bin=worker.pm2_bin,
+            pm2_home=worker.pm2_home,
+            env=self.tool_env(worker),
+        )
+
+    async def aclose(self) -> None:
+        for client in self._redis.values():
+            await client.aclose()
+        self._redis.clear()
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    environ: Mapping[str, str],
+    *,
+    config: Config | None = None,
+    clock: Clock | None = None,
+) -> AsyncIterator[Runtime]:
+    settings = BotSettings.from_environ(environ)
+    config = config or load_config(settings, environ)
+    url = settings.database_url(environ)
+    if url.startswith("sqlite") and not settings.CHATOPS_DATABASE_URL:
+        await asyncio.to_thread(settings.state_dir(environ).mkdir, parents=True, exist_ok=True)
+    secrets = tuple(secret_values(settings, config))
+    async with contextlib.AsyncExitStack() as stack:
+        store = await Store.open(url, secrets=secrets)
+        stack.push_async_callback(store.close)
+        await store.upgrade()
+        runtime = Runtime(
+            settings=settings,
+            config=config,
+            environ=environ,
+            store=store,
+            clock=clock or SystemClock(),
+            secrets=secrets,
+            heartbeat_s=settings.CHATOPS_HEARTBEAT_S,
+        )
+        stack.push_async_callback(runtime.aclose)
+        yield runtime

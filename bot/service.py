@@ -1,0 +1,302 @@
+"""What the doors ask of the bot: typed requests in, plans, outcomes and read-only views out.
+
+The CLI and Slack call these and render the results; neither touches Redis, pm2 or SQL itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bot.abc import WorkerStatus
+from bot.engine.events import EventSink
+from bot.engine.plan import Plan
+from bot.engine.plans.drain import DrainParams, drain_plan
+from bot.engine.plans.queue_ops import pause_plan, promote_plan, resume_plan, retry_plan
+from bot.engine.plans.worker import WorkerRequest, worker_plan
+from bot.engine.runner import Actor, Outcome
+from bot.errors import BadInput, Refused, UnknownOperation
+from bot.locks import LockInfo, force_release, lock_info
+from bot.queues import (
+    DelayedListing,
+    FailedJob,
+    QueueState,
+    WorkerConnections,
+    connected_workers,
+    delayed_jobs,
+    failed_jobs,
+    read_states,
+)
+from bot.releases import current_commit
+from bot.runtime import Runtime
+from bot.store.records import AuditRecord, OperationRecord, ReleaseRecord
+
+
+@dataclass(frozen=True)
+class OperationRequest:
+    """A mutating command, as any door parsed it."""
+
+    kind: str  # drain, pause, resume, retry, promote, restart, deploy, rollback
+    env: str
+    target: str
+    job_ids: tuple[str, ...] = ()
+    all_jobs: bool = False  # retry --all / promote --overdue
+    timeout_s: float | None = None
+    ref: str | None = None  # deploy --ref, rollback --to
+
+
+# ---- read-only views -------------------------------------------------------------------------
+
+
+async def queue_states(rt: Runtime, env_name: str, queue: str | None) -> list[QueueState]:
+    env = rt.config.env(env_name)
+    queues = [env.queue(queue, env=env_name)] if queue else list(env.queues)
+    return await read_states(rt.redis_for(env_name), prefix=env.prefix, queues=queues)
+
+
+async def queue_workers(rt: Runtime, env_name: str, queue: str) -> WorkerConnections:
+    env = rt.config.env(env_name)
+    return await connected_workers(
+        rt.redis_for(env_name), prefix=env.prefix, queue=env.queue(queue, env=env_name)
+    )
+
+
+async def queue_failed(rt: Runtime, env_name: str, queue: str, limit: int) -> list[FailedJob]:
+    env = rt.config.env(env_name)
+    redis = rt.redis_for(env_name)
+    await read_states(redis, prefix=env.prefix, queues=[env.queue(queue, env=env_name)])
+    return await failed_jobs(redis, prefix=env.prefix, queue=queue, limit=limit)
+
+
+async def queue_delayed(rt: Runtime, env_name: str, queue: str, limit: int) -> DelayedListing:
+    env = rt.config.env(env_name)
+    redis = rt.redis_for(env_name)
+    await read_states(redis, prefix=env.prefix, queues=[env.queue(queue, env=env_name)])
+    return await delayed_jobs(
+        redis, prefix=env.prefix, queue=queue, limit=limit, now=rt.clock.now()
+    )
+
+
+async def worker_status(rt: Runtime, env_name: str, worker: str) -> WorkerStatus:
+    cfg = rt.config.env(env_name).worker(worker, env=env_name)
+    return await rt.target_for(worker, cfg).status()
+
+
+async def worker_logs(rt: Runtime, env_name: str, worker: str, lines: int) -> list[str]:
+    cfg = rt.config.env(env_name).worker(worker, env=env_name)
+    return await rt.target_for(worker, cfg).logs(lines=lines)
+
+
+async def worker_releases(rt: Runtime, env_name: str, worker: str) -> list[ReleaseRecord]:
+    rt.config.env(env_name).worker(worker, env=env_name)
+    return await rt.store.releases(env_name, worker)
+
+
+async def history(rt: Runtime, *, limit: int, env: str | None = None) -> list[OperationRecord]:
+    return await rt.store.list_operations(limit=limit, env=env)
+
+
+async def show(rt: Runtime, op_id: str) -> tuple[OperationRecord, list[AuditRecord]]:
+    op = await rt.store.get_operation(op_id)
+    if op is None:
+        raise UnknownOperation(op_id)
+    return op, await rt.store.audit_events(limit=50, operation_id=op_id)
+
+
+# ---- plans and operations --------------------------------------------------------------------
+
+
+async def plan_for(rt: Runtime, req: OperationRequest) -> Plan:
+    env = rt.config.env(req.env)
+    if req.kind in ("drain", "pause", "resume", "retry", "promote"):
+        queue = env.queue(req.target, env=req.env)
+        # The queue must exist under the configured prefix before any plan is shown.
+        await read_states(rt.redis_for(req.env), prefix=env.prefix, queues=[queue])
+        ids = None if req.all_jobs else req.job_ids
+        if req.kind == "drain":
+            timeout_s = req.timeout_s or env.drain.timeout_s
+            if timeout_s <= 0:
+                raise BadInput("--timeout-s must be positive")
+            params = DrainParams(queue, timeout_s, env.drain.stall_s, env.drain.poll_interval_s)
+            return drain_plan(req.env, env, params)
+        if req.kind == "pause":
+            return pause_plan(req.env, env, queue)
+        if req.kind == "resume":
+            return resume_plan(req.env, env, queue)
+        if not req.all_jobs and not req.job_ids:
+            flag = "--all" if req.kind == "retry" else "--overdue"
+            raise BadInput(f"{req.kind} needs job ids or {flag}")
+        if req.kind == "retry":
+            return retry_plan(req.env, env, queue, ids)
+        return promote_plan(req.env, env, queue, ids)
+    if req.kind in ("restart", "deploy", "rollback"):
+        cfg = env.worker(req.target, env=req.env)
+        commit = None
+        if req.kind == "rollback":
+            commit = await _rollback_commit(rt, req)
+        wreq = WorkerRequest(req.target, req.kind, commit=commit, ref=req.ref)
+        return worker_plan(req.env, env, wreq, target_for=rt.target_for, build_env=rt.tool_env(cfg))
+    raise BadInput(f"unknown operation {req.kind!r}")
+
+
+async def _running_commit(rt: Runtime, env_name: str, worker: str) -> str | None:
+    cfg = rt.config.env(env_name).worker(worker, env=env_name)
+    if cfg.deploy and cfg.deploy.strategy == "releases" and cfg.deploy.deploy_path:
+        return current_commit(cfg.deploy.deploy_path)
+    current = await rt.store.current_release(env_name, worker)
+    return current.commit if current else None
+
+
+async def _rollback_commit(rt: Runtime, req: OperationRequest) -> str:
+    running = await _running_commit(rt, req.env, req.target)
+    if req.ref:
+        release = await rt.store.find_release(req.env, req.target, req.ref)
+        if release is None:
+            raise BadInput(
+                f"no recorded release of {req.target} in {req.env} matches {req.ref!r}; "
+                f"see chatops worker releases {req.target} --env {req.env}, or deploy it "
+                "with chatops worker deploy --ref"
+            )
+        if release.commit == running:
+            raise Refused(f"{req.ref} ({release.commit[:12]}) is the release running now")
+        return release.commit
+    good = await rt.store.last_known_good(req.env, req.target, exclude_commit=running)
+    if good is None:
+        raise Refused(
+            f"no known-good release of {req.target} in {req.env} other than the running one; "
+            f"mark one with: chatops worker mark-good {req.target} --env {req.env} REF"
+        )
+    return good.commit
+
+
+async def run(
+    rt: Runtime,
+    plan: Plan,
+    *,
+    actor: Actor,
+    command: str,
+    reason: str | None,
+    sink: EventSink,
+) -> Outcome:
+    env = rt.config.env(plan.env)
+    if env.protected and plan.mutating and not reason:
+        raise BadInput(f"{plan.env} is protected: say why with --reason")
+    if env.protected and actor.source == "cli":
+        await rt.store.audit(
+            actor=actor.name,
+            source=actor.source,
+            kind="break_glass",
+            command=command,
+            outcome="started",
+            env=plan.env,
+            reason=reason,
+            now=rt.clock.now(),
+        )
+    return await rt.engine.run(
+        plan,
+        env=env,
+        env_redis=rt.redis_for(plan.env),
+        actor=actor,
+        command=command,
+        reason=reason,
+        sink=sink,
+    )
+
+
+async def mark_good(
+    rt: Runtime, env_name: str, worker: str, ref: str, *, actor: Actor
+) -> ReleaseRecord:
+    rt.config.env(env_name).worker(worker, env=env_name)
+    release = await rt.store.find_release(env_name, worker, ref)
+    if release is None:
+        known = [r.commit[:12] for r in await rt.store.releases(env_name, worker)]
+        raise BadInput(
+            f"no recorded release of {worker} in {env_name} matches {ref!r}; "
+            f"known: {', '.join(known) or 'none (deploy once first)'}"
+        )
+    await rt.store.mark_known_good(
+        env_name, worker, release.commit, by=actor.name, now=rt.clock.now()
+    )
+    await rt.store.audit(
+        actor=actor.name,
+        source=actor.source,
+        kind="mark_good",
+        command=f"worker mark-good {worker} {ref}",
+        outcome="done",
+        env=env_name,
+        details={"commit": release.commit},
+        now=rt.clock.now(),
+    )
+    found = await rt.store.find_release(env_name, worker, release.commit)
+    assert found is not None
+    return found
+
+
+async def cancel(rt: Runtime, op_id: str, *, actor: Actor) -> OperationRecord:
+    op = await rt.store.get_operation(op_id)
+    if op is None:
+        raise UnknownOperation(op_id)
+    if op.state != "running":
+        raise BadInput(f"operation {op_id} is {op.state}, not running")
+    op = await rt.store.request_cancel(op_id)
+    await rt.store.audit(
+        actor=actor.name,
+        source=actor.source,
+        kind="cancel",
+        command=f"ops cancel {op_id}",
+        outcome="requested",
+        env=op.env,
+        operation_id=op_id,
+        now=rt.clock.now(),
+    )
+    return op
+
+
+async def release_lock(rt: Runtime, key: str, *, reason: str, actor: Actor) -> LockInfo:
+    if not key.startswith("chatops:") or ":lock:" not in key:
+        raise BadInput(f"{key!r} is not a chatops lock key (chatops:<prefix>:lock:<env>:...)")
+    env_name = key.split(":lock:", 1)[1].split(":", 1)[0]
+    rt.config.env(env_name)
+    coordination = rt.coordination(env_name)
+    info = await lock_info(coordination, key)
+    if info is None:
+        raise BadInput(f"no lock {key!r} is held")
+    await force_release(coordination, key)
+    await rt.store.audit(
+        actor=actor.name,
+        source=actor.source,
+        kind="lock_release",
+        command=f"lock release {key}",
+        outcome="released",
+        env=env_name,
+        reason=reason,
+        operation_id=info.operation_id,
+        details={"holder": info.holder},
+        now=rt.clock.now(),
+    )
+    return info
+
+
+def job_ids(values: Sequence[str]) -> tuple[str, ...]:
+    bad = [v for v in values if not v or len(v) > 128 or any(c.isspace() for c in v)]
+    if bad:
+        raise BadInput(f"not a job id: {', '.join(map(repr, bad))}")
+    return tuple(values)
+
+
+def as_json_counts(state: QueueState) -> dict[str, Any]:
+    c = state.counts
+    return {
+        "name": state.name,
+        "paused": state.paused,
+        "counts": {
+            "waiting": c.waiting,
+            "active": c.active,
+            "delayed": c.delayed,
+            "prioritized": c.prioritized,
+            "waiting_children": c.waiting_children,
+            "failed": c.failed,
+            "completed": c.completed,
+        },
+    }
