@@ -17,6 +17,7 @@ from bot.engine.plans.queue_ops import pause_plan, promote_plan, resume_plan, re
 from bot.engine.plans.worker import WorkerRequest, worker_plan
 from bot.engine.runner import Actor, Outcome
 from bot.errors import BadInput, Refused, UnknownOperation
+from bot.git import validate_ref
 from bot.locks import LockInfo, force_release, lock_info
 from bot.queues import (
     DelayedListing,
@@ -132,6 +133,8 @@ async def plan_for(rt: Runtime, req: OperationRequest) -> Plan:
         return promote_plan(req.env, env, queue, ids)
     if req.kind in ("restart", "deploy", "rollback"):
         cfg = env.worker(req.target, env=req.env)
+        if req.ref is not None:
+            validate_ref(req.ref)
         commit = None
         if req.kind == "rollback":
             commit = await _rollback_commit(rt, req)

@@ -39,13 +39,19 @@ _POLL_S = 0.2
 _HEALTH_EVERY_S = 1.0
 _RESTART_LOOP = 3
 _DEFAULT_KILL_TIMEOUT_MS = 1600
-_MIN_SECRET_LEN = 6
+_MIN_SECRET_LEN = 4
+_MIN_UNNAMED_SECRET_LEN = 16
+_SECRET_NAME = re.compile(
+    r"KEY|TOKEN|SECRET|PASS|DSN|AUTH|CREDENTIAL|PRIVATE|SESSION|COOKIE|SALT|CERT|SIGN",
+    re.IGNORECASE,
+)
 _READ_CHUNK = 1 << 20
 _TAIL_BLOCK = 1 << 16
 _TAIL_MAX_BYTES = 1 << 22
 _MAX_LINE = 1 << 20
-# Env values shown in logs as they are: paths and pm2's own bookkeeping. Every other value of
-# six characters or more is masked, whatever its name, since a name rarely says it is a secret.
+# Env values shown in logs as they are: paths and pm2's own bookkeeping. Of the others, a value
+# is masked when its name says it is a secret, or when it looks like a credential whatever its
+# name (long, letters and digits, not a path): masking every value would hide the app's name.
 _PLAIN_ENV = frozenset(
     {
         "PATH",
@@ -312,10 +318,20 @@ def _secret_values(instances: Iterable[Instance]) -> set[str]:
         pm2_env = _pm2_env(instance)
         flattened = {k: v for k, v in pm2_env.items() if _ENV_NAME.match(k)}
         for name, value in {**flattened, **_dict(pm2_env.get("env"))}.items():
-            if isinstance(value, str) and name not in _PLAIN_ENV:
-                if len(value) >= _MIN_SECRET_LEN:
-                    values.add(value)
+            if isinstance(value, str) and name not in _PLAIN_ENV and _looks_secret(name, value):
+                values.add(value)
     return values
+
+
+def _looks_secret(name: str, value: str) -> bool:
+    if _SECRET_NAME.search(name):
+        return len(value) >= _MIN_SECRET_LEN
+    return (
+        len(value) >= _MIN_UNNAMED_SECRET_LEN
+        and not value.startswith(("/", "."))
+        and any(c.isdigit() for c in value)
+        and any(c.isalpha() for c in value)
+    )
 
 
 def _pm2_env(instance: Instance) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from bot.releases import (
 TargetFactory = Callable[[str, WorkerConfig], Target]
 
 _SETTLE_S = 3.0
+PM2_DEFAULT_KILL_TIMEOUT_MS = 1600
 _RELOAD_TIMEOUT_S = 90.0
 
 
@@ -161,7 +162,7 @@ def _quiesce_steps(cfg: WorkerConfig, target: Target) -> list[Step]:
 def _status_line(status: WorkerStatus) -> str:
     return (
         f"{status.name}: {status.status}, pid {status.pid}, {status.restarts} restart(s), "
-        f"kill_timeout {status.kill_timeout_ms} ms"
+        f"kill_timeout {status.kill_timeout_ms or PM2_DEFAULT_KILL_TIMEOUT_MS} ms"
     )
 
 
@@ -295,7 +296,7 @@ async def _kill_timeout(ctx: StepContext, cfg: WorkerConfig) -> str:
         longest = max(
             longest, await longest_recent_job_ms(ctx.redis, prefix=ctx.env.prefix, queue=queue) or 0
         )
-    kill_timeout = before.kill_timeout_ms or 1600
+    kill_timeout = before.kill_timeout_ms or PM2_DEFAULT_KILL_TIMEOUT_MS
     if longest and kill_timeout < longest * 1.5:
         raise Refused(
             f"pm2 kill_timeout is {kill_timeout} ms but recent jobs took up to {longest} ms: "
