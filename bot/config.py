@@ -33,6 +33,7 @@ OPERATIONS = (
     "restart",
     "deploy",
     "rollback",
+    "build",
     "logs",
     "releases",
     "mark-good",
@@ -150,6 +151,10 @@ class EnvironmentConfig(_Model):
             if unknown:
                 raise ValueError(
                     f"worker {name!r} serves queues not in this environment: {', '.join(unknown)}"
+                )
+            if worker.canary is not None and worker.canary.queue not in worker.queues:
+                raise ValueError(
+                    f"worker {name!r}: canary queue {worker.canary.queue!r} is not one it serves"
                 )
         return self
 

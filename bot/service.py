@@ -14,7 +14,7 @@ from bot.engine.events import EventSink
 from bot.engine.plan import Plan
 from bot.engine.plans.drain import DrainParams, drain_plan
 from bot.engine.plans.queue_ops import pause_plan, promote_plan, resume_plan, retry_plan
-from bot.engine.plans.worker import WorkerRequest, worker_plan
+from bot.engine.plans.worker import WorkerRequest, build_plan, worker_plan
 from bot.engine.runner import Actor, Outcome
 from bot.errors import BadInput, Refused, UnknownOperation
 from bot.git import validate_ref
@@ -38,7 +38,7 @@ from bot.store.records import AuditRecord, OperationRecord, ReleaseRecord
 class OperationRequest:
     """A mutating command, as any door parsed it."""
 
-    kind: str  # drain, pause, resume, retry, promote, restart, deploy, rollback
+    kind: str  # drain, pause, resume, retry, promote, restart, deploy, rollback, build
     env: str
     target: str
     job_ids: tuple[str, ...] = ()
@@ -131,6 +131,11 @@ async def plan_for(rt: Runtime, req: OperationRequest) -> Plan:
         if req.kind == "retry":
             return retry_plan(req.env, env, queue, ids)
         return promote_plan(req.env, env, queue, ids)
+    if req.kind == "build":
+        cfg = env.worker(req.target, env=req.env)
+        if req.ref is not None:
+            validate_ref(req.ref)
+        return build_plan(req.env, env, req.target, req.ref, rt.tool_env(cfg))
     if req.kind in ("restart", "deploy", "rollback"):
         cfg = env.worker(req.target, env=req.env)
         if req.ref is not None:

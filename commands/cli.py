@@ -60,8 +60,10 @@ for sub, name in (
     sub.info.no_args_is_help = True
     app.add_typer(sub, name=name)
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# No emoji codes: ":flags:" in a Redis key must stay text.
+# Piped output (scripts, CI logs) gets room for its tables instead of rich's 80 columns.
+out = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, emoji=False)
 
 Env = Annotated[str, typer.Option("--env", "-e", help="Environment name from the configuration.")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
@@ -140,15 +142,21 @@ def _operate(
                 rt, plan, actor=_actor(), command=command, reason=reason, sink=progress
             )
         if outcome.validation:
-            out.print(
-                "validation: "
-                + escape(", ".join(f"{k}={v}" for k, v in outcome.validation.items()))
-            )
+            out.print("validation: " + escape(_validation_text(outcome.validation)))
         return 0 if outcome.ok else 1
 
     code = _execute(body)
     if code:
         raise typer.Exit(code)
+
+
+def _validation_text(validation: dict[str, object]) -> str:
+    parts = []
+    for key, value in validation.items():
+        if isinstance(value, dict):
+            value = " ".join(f"{k} {v}" for k, v in value.items())
+        parts.append(f"{key}: {value}")
+    return "; ".join(parts)
 
 
 def _print_json(data: Any) -> None:
@@ -415,6 +423,26 @@ def worker_deploy(
     """Build REF in its own release, then restart onto it and record it known-good."""
     _operate(
         service.OperationRequest("deploy", env, worker, ref=ref),
+        yes=yes,
+        reason=reason,
+        dry_run=dry_run,
+    )
+
+
+@worker_app.command("build")
+def worker_build(
+    worker: str,
+    env: Env,
+    ref: Annotated[
+        str | None, typer.Option("--ref", help="Branch, tag or commit (default from config).")
+    ] = None,
+    dry_run: DryRun = False,
+    yes: Yes = False,
+    reason: Reason = None,
+) -> None:
+    """Build REF in its own release without touching what runs (first install: make it current)."""
+    _operate(
+        service.OperationRequest("build", env, worker, ref=ref),
         yes=yes,
         reason=reason,
         dry_run=dry_run,

@@ -4,6 +4,7 @@ Every function takes the environment's `redis.asyncio.Redis` client (decode_resp
 the queue's key prefix. None of them deletes a job.
 """
 
+from bot.queues.canary import CanaryResult, run_canary
 from bot.queues.delayed import (
     DelayedJob,
     DelayedListing,
@@ -24,6 +25,7 @@ from bot.queues.states import QueueCounts, QueueState, read_state, read_states
 from bot.queues.workers import WorkerConnection, WorkerConnections, connected_workers
 
 __all__ = [
+    "CanaryResult",
     "DelayedJob",
     "DelayedListing",
     "EventTail",
@@ -52,5 +54,6 @@ __all__ = [
     "read_states",
     "resume_queue",
     "retry_failed",
+    "run_canary",
     "scheduler_count",
 ]

@@ -41,6 +41,11 @@ class BullQueue:
     async def is_paused(self) -> bool:
         return bool(await self._raw.isPaused())
 
+    async def add(self, name: str, data: Mapping[str, Any]) -> str:
+        """`queue.add(name, data)`: the job's id."""
+        job = await self._raw.add(name, dict(data))
+        return str(job.id)
+
     def job(self, job_id: str, job_hash: Mapping[str, str]) -> BullJob:
         """A job object from its hash, as `Job.fromId` builds it, without reading it again."""
         return BullJob(bullmq.Job.fromJSON(self._raw, dict(job_hash), job_id))

@@ -288,7 +288,9 @@ def _status_of(name: str, instances: Sequence[Instance]) -> WorkerStatus:
     status = min((str(e.get("status", "unknown")) for e in envs), key=_rank)
     started_ms = _int(first.get("pm_uptime"))
     uptime = (
-        max(0.0, time.time() - started_ms / 1000) if status == "online" and started_ms else None
+        round(max(0.0, time.time() - started_ms / 1000), 1)
+        if status == "online" and started_ms
+        else None
     )
     memory = [m for i in instances if (m := _int(_dict(i.get("monit")).get("memory"))) is not None]
     exec_mode = first.get("exec_mode")
@@ -300,7 +302,8 @@ def _status_of(name: str, instances: Sequence[Instance]) -> WorkerStatus:
         unstable_restarts=sum(_int(e.get("unstable_restarts")) or 0 for e in envs),
         uptime_s=uptime,
         memory_bytes=sum(memory) if memory else None,
-        kill_timeout_ms=_int(first.get("kill_timeout")),
+        # pm2 leaves kill_timeout out of its list when it is the default.
+        kill_timeout_ms=_int(first.get("kill_timeout")) or _DEFAULT_KILL_TIMEOUT_MS,
         exec_mode=exec_mode.removesuffix("_mode") if isinstance(exec_mode, str) else None,
         script=_str(first.get("pm_exec_path")),
         cwd=_str(first.get("pm_cwd")),

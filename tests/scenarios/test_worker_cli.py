@@ -317,3 +317,64 @@ async def test_status_logs_and_dry_run(fleet: Fleet):
 
 def test_worker_app_fixture_is_importable():
     assert worker_app("x", prefix="p")["name"] == "x"
+
+
+async def test_build_makes_a_first_install_current_and_never_touches_a_running_one(
+    scenario: Scenario,
+):
+    commits = make_repo(scenario.tmp / "repo")
+    deploy_path = scenario.tmp / "srv"
+    env = build_env(scenario.tmp / "build-home")
+    scenario.configure(
+        workers={
+            "notification": {
+                "app": "worker",
+                "pm2_home": str(scenario.tmp / "pm2-unused"),
+                "queues": ["sla"],
+                "env": {k: v for k, v in env.items() if k != "HOME"},
+                "deploy": {"repo": str(scenario.tmp / "repo"), "deploy_path": str(deploy_path)},
+                "build": BUILD,
+            }
+        }
+    )
+    first = await scenario.chatops(
+        "worker", "build", "notification", "--env", "test", "--ref", "v1", "--yes"
+    )
+    assert first.code == 0, first.output
+    assert "first install" in first.stdout
+    assert current_commit(deploy_path) == commits["v1"]
+    second = await scenario.chatops(
+        "worker", "build", "notification", "--env", "test", "--ref", "v2", "--yes"
+    )
+    assert second.code == 0, second.output
+    assert current_commit(deploy_path) == commits["v1"]
+    assert (deploy_path / "releases" / commits["v2"] / "dist" / "release.txt").read_text() == "v2\n"
+
+
+def _worker_config(fleet: Fleet) -> dict:
+    return fleet.scenario.environments["test"]["workers"]["notification"]
+
+
+async def test_a_canary_job_proves_processing_on_an_idle_queue(fleet: Fleet):
+    idle = await fleet.chatops("worker", "restart", "notification", "--env", "test", "--yes")
+    assert idle.code == 0, idle.output
+    assert "no traffic" in idle.stdout
+    _worker_config(fleet)["canary"] = {"queue": "sla", "data": {"ms": 10}, "timeout_s": 15}
+    result = await fleet.chatops("worker", "restart", "notification", "--env", "test", "--yes")
+    assert result.code == 0, result.output
+    assert "completed on sla" in result.stdout
+    assert (await fleet.scenario.counts())["completed"] == 1
+
+
+async def test_graceful_quiesce_stops_when_kill_timeout_is_shorter_than_recent_jobs(fleet: Fleet):
+    scenario = fleet.scenario
+    await scenario.produce("sla", 2, "--data", json.dumps({"ms": 2500}))
+    async with asyncio.timeout(20):
+        while (await scenario.counts())["completed"] < 2:
+            await asyncio.sleep(0.2)
+    _worker_config(fleet)["quiesce"] = "graceful"
+    pid = await fleet.pid()
+    result = await fleet.chatops("worker", "restart", "notification", "--env", "test", "--yes")
+    assert result.code == 1, result.output
+    assert "kill_timeout is 1600 ms but recent jobs took up to 25" in result.output
+    assert await fleet.pid() == pid  # nothing was reloaded

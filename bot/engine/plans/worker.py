@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.abc import Target, WorkerStatus
-from bot.config import EnvironmentConfig, WorkerConfig
+from bot.config import CanaryConfig, EnvironmentConfig, WorkerConfig
 from bot.engine.context import StepContext
 from bot.engine.plan import Plan, Step
 from bot.engine.restore import QUEUE_PAUSED
@@ -17,6 +17,7 @@ from bot.queues import (
     pause_queue,
     read_states,
     resume_queue,
+    run_canary,
 )
 from bot.releases import (
     Release,
@@ -123,6 +124,57 @@ def worker_plan(
         on_failure=revert if request.kind in ("deploy", "rollback") else None,
         params={"worker": name, "ref": request.ref, "commit": request.commit},
     )
+
+
+def build_plan(
+    env_name: str, env: EnvironmentConfig, worker: str, ref: str | None, build_env: dict[str, str]
+) -> Plan:
+    """Build a release ahead of time without touching what runs; on a first install (nothing
+    deployed yet) also point `current` at it, so pm2 can be started from there once."""
+    cfg = env.worker(worker, env=env_name)
+    deploy = cfg.deploy
+    if deploy is None or deploy.strategy != "releases":
+        raise Refused(f"worker {worker} in {env_name} does not deploy with strategy 'releases'")
+    ref = ref or deploy.default_ref
+    request = WorkerRequest(worker, "build", ref=ref)
+    steps = (
+        Step(f"resolve {ref} to a commit", lambda ctx: _resolve(ctx, cfg, ref, build_env), 120),
+        Step(
+            "fetch and build the release in its own directory",
+            lambda ctx: _build(ctx, worker, cfg, request, build_env),
+            deploy.build_timeout_s * max(1, len(cfg.build)) + 120,
+        ),
+        Step(
+            "point current at it if nothing is deployed yet",
+            lambda ctx: _first_install(ctx, cfg),
+            15,
+        ),
+    )
+    return Plan(
+        kind="build",
+        env=env_name,
+        target=worker,
+        steps=steps,
+        locks=(f"worker:{worker}",),
+        details=(f"builds {ref}; what runs is not touched",),
+        params={"worker": worker, "ref": ref},
+    )
+
+
+async def _first_install(ctx: StepContext, cfg: WorkerConfig) -> str:
+    deploy = cfg.deploy
+    assert deploy is not None and deploy.deploy_path is not None
+    commit: str = ctx.results["commit"]
+    current = current_commit(deploy.deploy_path)
+    if current is not None:
+        ctx.results["summary"] = f"{commit[:12]} built; {current[:12]} still runs"
+        return f"current stays at {current[:12]}: deploy to switch"
+    await switch_current(deploy_path=deploy.deploy_path, commit=commit)
+    ctx.results["summary"] = (
+        f"{commit[:12]} built and made current (first install): start the pm2 app from "
+        f"{deploy.deploy_path}/current once"
+    )
+    return f"current -> {commit[:12]} (first install)"
 
 
 def _details(cfg: WorkerConfig, request: WorkerRequest) -> tuple[str, ...]:
@@ -355,6 +407,8 @@ async def _completing(ctx: StepContext, cfg: WorkerConfig) -> str:
         return "no queues configured for this worker"
     states = await read_states(ctx.redis, prefix=ctx.env.prefix, queues=cfg.queues)
     pending = sum(s.counts.waiting + s.counts.prioritized + s.counts.active for s in states)
+    if pending == 0 and cfg.canary is not None:
+        return await _canary(ctx, cfg.canary)
     if pending == 0:
         ctx.validation["jobs"] = "no traffic"
         return "no traffic: nothing waiting, so completion cannot be shown (not a failure)"
@@ -369,6 +423,23 @@ async def _completing(ctx: StepContext, cfg: WorkerConfig) -> str:
     raise OperationFailed(
         f"{pending} job(s) waiting but none completed within {cfg.completing_wait_s:g} s"
     )
+
+
+async def _canary(ctx: StepContext, canary: CanaryConfig) -> str:
+    result = await run_canary(
+        ctx.redis,
+        prefix=ctx.env.prefix,
+        queue=canary.queue,
+        name=canary.name,
+        data=canary.data,
+        timeout_s=canary.timeout_s,
+    )
+    ctx.validation["jobs"] = f"canary {result.job_id} {result.state}"
+    if result.state != "completed":
+        raise OperationFailed(
+            f"canary job {result.job_id} on {canary.queue}: {result.state}: {result.detail}"
+        )
+    return f"canary job {result.job_id} completed on {canary.queue}"
 
 
 async def _completed_marker(ctx: StepContext, cfg: WorkerConfig) -> int:
