@@ -190,17 +190,6 @@ async def run(
     env = rt.config.env(plan.env)
     if env.protected and plan.mutating and not reason:
         raise BadInput(f"{plan.env} is protected: say why with --reason")
-    if env.protected and actor.source == "cli":
-        await rt.store.audit(
-            actor=actor.name,
-            source=actor.source,
-            kind="break_glass",
-            command=command,
-            outcome="started",
-            env=plan.env,
-            reason=reason,
-            now=rt.clock.now(),
-        )
     return await rt.engine.run(
         plan,
         env=env,
@@ -209,6 +198,8 @@ async def run(
         command=command,
         reason=reason,
         sink=sink,
+        # From a terminal, a protected environment is reached around Slack's approvals.
+        break_glass=env.protected and actor.source == "cli",
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -10,10 +11,14 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import asyncpg
 import pytest
 import redis.asyncio as redis
+from sqlalchemy import make_url
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -80,3 +85,33 @@ def private_redis_with_password() -> Iterator[tuple[str, str]]:
     password = f"pw-{uuid.uuid4().hex}"
     with redis_server("--requirepass", password) as port:
         yield f"redis://:{password}@127.0.0.1:{port}/0", password
+
+
+def asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def run_elsewhere(make: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a coroutine on a loop of its own in another thread (fixtures here are sync, and the
+    test's loop must not be replaced)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(lambda: asyncio.run(make())).result()
+
+
+async def _admin(statement: str) -> None:
+    connection = await asyncpg.connect(asyncpg_dsn(POSTGRES_URL), timeout=10)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A PostgreSQL database of this test session's own; its URL."""
+    name = f"chatops_test_{uuid.uuid4().hex[:12]}"
+    run_elsewhere(lambda: _admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        run_elsewhere(lambda: _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

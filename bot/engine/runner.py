@@ -98,6 +98,7 @@ class Engine:
         command: str,
         reason: str | None,
         sink: EventSink,
+        break_glass: bool = False,
     ) -> Outcome:
         op_id = new_operation_id()
         keys = [lock_key(plan.env, env, r) for r in plan.locks]
@@ -108,7 +109,7 @@ class Engine:
             holder=f"{actor.name} ({actor.source})",
             operation_id=op_id,
             ttl_ms=self._lock_ttl_ms,
-        ):
+        ) as lock:
             await self._store.create_operation(
                 op_id=op_id,
                 kind=plan.kind,
@@ -121,6 +122,18 @@ class Engine:
                 params={**plan.params, "locks": keys},
                 plan=[s.name for s in plan.steps],
                 owner=owner,
+                now=self._clock.now(),
+            )
+            # Written before the first side effect, so even a killed process leaves its trace.
+            await self._store.audit(
+                actor=actor.name,
+                source=actor.source,
+                kind="break_glass" if break_glass else "operation",
+                command=redact(command, secrets=self._secrets),
+                outcome="started",
+                env=plan.env,
+                reason=reason,
+                operation_id=op_id,
                 now=self._clock.now(),
             )
             ctx = StepContext(
@@ -141,30 +154,41 @@ class Engine:
                 )
             )
             started = time.monotonic()
-            outcome = await self._run_steps(plan, ctx, owner)
-            duration_ms = int((time.monotonic() - started) * 1000)
-            logger.info("operation %s finished %s in %d ms", op_id, outcome.state, duration_ms)
-            await self._store.audit(
-                actor=actor.name,
-                source=actor.source,
-                kind="operation",
-                command=redact(command, secrets=self._secrets),
-                outcome=outcome.state,
-                env=plan.env,
-                reason=reason,
-                duration_ms=duration_ms,
-                operation_id=op_id,
-                details={"summary": outcome.summary},
-                now=self._clock.now(),
-            )
+
+            async def record(state: str, summary: str) -> None:
+                duration_ms = int((time.monotonic() - started) * 1000)
+                logger.info("operation %s finished %s in %d ms", op_id, state, duration_ms)
+                await self._store.audit(
+                    actor=actor.name,
+                    source=actor.source,
+                    kind="operation",
+                    command=redact(command, secrets=self._secrets),
+                    outcome=state,
+                    env=plan.env,
+                    reason=reason,
+                    duration_ms=duration_ms,
+                    operation_id=op_id,
+                    details={"summary": summary},
+                    now=self._clock.now(),
+                )
+
+            try:
+                outcome = await self._run_steps(plan, ctx, owner, lock.lost)
+            except asyncio.CancelledError:
+                # Stopped from outside (Ctrl-C, SIGTERM): the audit row is still written.
+                await asyncio.shield(record("cancelled", "cancelled: the bot was stopped"))
+                raise
+            await record(outcome.state, outcome.summary)
             await sink(OperationFinished(op_id, outcome.state, outcome.summary, outcome.validation))
             return outcome
 
-    async def _run_steps(self, plan: Plan, ctx: StepContext, owner: str) -> Outcome:
+    async def _run_steps(
+        self, plan: Plan, ctx: StepContext, owner: str, lock_lost: asyncio.Event
+    ) -> Outcome:
         total = len(plan.steps)
         state, summary = "succeeded", ""
         cancel = asyncio.Event()
-        watcher = asyncio.create_task(self._heartbeat(ctx.op_id, owner, cancel))
+        watcher = asyncio.create_task(self._heartbeat(ctx.op_id, owner, cancel, lock_lost))
         failed_at: int | None = None
         try:
             for index, step in enumerate(plan.steps):
@@ -298,9 +322,15 @@ class Engine:
         done = ctx.results.get("summary")
         return str(done) if done else f"{plan.kind} {plan.target} in {plan.env} done"
 
-    async def _heartbeat(self, op_id: str, owner: str, cancel: asyncio.Event) -> None:
+    async def _heartbeat(
+        self, op_id: str, owner: str, cancel: asyncio.Event, lock_lost: asyncio.Event
+    ) -> None:
         while True:
             await self._clock.sleep(self._heartbeat_s)
+            if lock_lost.is_set():
+                # Another process took the target (a forced `lock release`): stop at a safe point.
+                logger.warning("operation %s lost its lock; stopping", op_id)
+                cancel.set()
             try:
                 await self._store.heartbeat(op_id, owner=owner, now=self._clock.now())
                 if await self._store.cancel_requested(op_id):

@@ -277,3 +277,27 @@ async def test_a_redis_password_never_appears_in_output_or_store(
     dump = "\n".join(db.iterdump())
     db.close()
     assert password not in dump
+
+
+async def test_lock_release_frees_a_held_lock_audited_and_the_holder_stops(scenario: Scenario):
+    scenario.configure(drain={"stall_s": 120, "timeout_s": 120, "poll_interval_s": 0.2})
+    await scenario.produce("sla", 5)
+    drain = await scenario.spawn("queue", "drain", "sla", "--env", "test", "--yes")
+
+    async def flag_off() -> bool:
+        return await scenario.flag() == "false"
+
+    await _wait_for(flag_off)
+    (op,) = await scenario.json("ops", "history")
+    key = f"chatops:{scenario.prefix}:lock:test:queue:sla"
+    refused = await scenario.chatops("lock", "release", "chatops:nope", "--reason", "x")
+    assert refused.code == 2 and "not a chatops lock key" in refused.stderr
+    result = await scenario.chatops("lock", "release", key, "--reason", "holder hung")
+    assert result.code == 0, result.output
+    assert op["id"] in result.stdout
+    out, err = await asyncio.wait_for(drain.communicate(), 60)
+    assert drain.returncode == 1, out.decode() + err.decode()
+    assert await scenario.flag() == "true"
+    shown = await scenario.json("ops", "show", op["id"])
+    assert shown["state"] == "cancelled"
+    assert any(a["kind"] == "lock_release" and a["reason"] == "holder hung" for a in shown["audit"])

@@ -1,0 +1,51 @@
+"""The audit trail and the bot's own database, through the CLI: break-glass in protected
+environments, and the same commands against PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from tests.conftest import asyncpg_dsn
+from tests.scenarios.conftest import Scenario
+
+
+async def test_protected_environments_need_a_reason_and_audit_break_glass(scenario: Scenario):
+    scenario.configure(protected=True)
+    refused = await scenario.chatops("queue", "pause", "sla", "--env", "test", "--yes")
+    assert refused.code == 2
+    assert "test is protected: say why with --reason" in refused.stderr
+    assert await scenario.json("ops", "history") == []
+
+    done = await scenario.chatops(
+        "queue", "pause", "sla", "--env", "test", "--yes", "--reason", "INC-42 stop sla"
+    )
+    assert done.code == 0, done.output
+    assert "break-glass" in done.stdout
+    (op,) = await scenario.json("ops", "history")
+    shown = await scenario.json("ops", "show", op["id"])
+    assert shown["reason"] == "INC-42 stop sla"
+    kinds = sorted((a["kind"], a["outcome"]) for a in shown["audit"])
+    assert kinds == [("break_glass", "started"), ("operation", "succeeded")]
+    assert shown["actor"].count("@") == 1  # OS user @ host
+
+
+async def test_the_cli_runs_on_postgresql(scenario: Scenario, pg_database: str):
+    scenario.extra_env["CHATOPS_DATABASE_URL"] = pg_database
+    upgraded = await scenario.chatops("db", "upgrade")
+    assert upgraded.code == 0, upgraded.output
+    await scenario.produce("sla", 3)
+    paused = await scenario.chatops("queue", "pause", "sla", "--env", "test", "--yes")
+    assert paused.code == 0, paused.output
+    (op,) = await scenario.json("ops", "history")
+    assert op["kind"] == "pause" and op["outcome"] == "succeeded"
+    connection = await asyncpg.connect(asyncpg_dsn(pg_database))
+    try:
+        rows = await connection.fetch(
+            "select kind, outcome from audit_events where operation_id = $1", op["id"]
+        )
+    finally:
+        await connection.close()
+    assert sorted((r["kind"], r["outcome"]) for r in rows) == [
+        ("operation", "started"),
+        ("operation", "succeeded"),
+    ]
