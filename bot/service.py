@@ -285,17 +285,4 @@ def job_ids(values: Sequence[str]) -> tuple[str, ...]:
 
 
 def as_json_counts(state: QueueState) -> dict[str, Any]:
-    c = state.counts
-    return {
-        "name": state.name,
-        "paused": state.paused,
-        "counts": {
-            "waiting": c.waiting,
-            "active": c.active,
-            "delayed": c.delayed,
-            "prioritized": c.prioritized,
-            "waiting_children": c.waiting_children,
-            "failed": c.failed,
-            "completed": c.completed,
-        },
-    }
+    return {"name": state.name, "paused": state.paused, "counts": state.counts.as_dict()}

@@ -41,6 +41,10 @@ class QueueCounts:
     failed: int
     completed: int
 
+    def as_dict(self) -> dict[str, int]:
+        """Field name to count, as the CLI's `--json` and the operation records show them."""
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
     def as_job_counts(self) -> dict[str, int]:
         """The same mapping, keys and values as Node's `queue.getJobCounts()` without arguments."""
         return {

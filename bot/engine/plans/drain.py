@@ -129,7 +129,7 @@ async def _watch(ctx: StepContext, params: DrainParams) -> str:
         if line != last_line:
             await ctx.emit(line)
             last_line = line
-        ctx.validation["counts"] = _counts_dict(state)
+        ctx.validation["counts"] = state.counts.as_dict()
         if tail is not None:
             added += [
                 e.job_id for e in await tail.read(block_ms=0) if e.event == "added" and e.job_id
@@ -176,16 +176,3 @@ async def _watch(ctx: StepContext, params: DrainParams) -> str:
     done = f"{q} drained in {elapsed:.1f} s"
     ctx.results["summary"] = "; ".join([done, *notes])
     return "; ".join([done, *notes])
-
-
-def _counts_dict(state: QueueState) -> dict[str, int]:
-    c = state.counts
-    return {
-        "waiting": c.waiting,
-        "active": c.active,
-        "delayed": c.delayed,
-        "prioritized": c.prioritized,
-        "waiting_children": c.waiting_children,
-        "failed": c.failed,
-        "completed": c.completed,
-    }
