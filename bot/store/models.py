@@ -1,5 +1,6 @@
-"""The bot's own tables. The initial migration (`migrations/versions/0001_initial.py`) mirrors
-them; a test compares the two, so change both together (or autogenerate the next revision)."""
+"""The bot's own tables. The migrations (`migrations/versions/`) mirror them: 0001 the operations
+side, 0002 the Slack side. A test compares models and migrations, so change both together (or
+autogenerate the next revision)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from bot.store.records import OPERATION_STATES, RESTORE_KINDS, STEP_STATES
+from bot.store.records import (
+    APPROVAL_STATES,
+    OPERATION_STATES,
+    RESTORE_KINDS,
+    STEP_STATES,
+    VOTE_DECISIONS,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -181,3 +188,117 @@ class AuditEvent(Base):
     duration_ms: Mapped[int | None] = mapped_column(BigInteger)
     operation_id: Mapped[str | None] = mapped_column(String(32), index=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+# -- Slack (revision 0002) ------------------------------------------------------------------
+
+
+class Approval(Base):
+    """A risky operation requested in Slack, waiting for a second person. `operation_id` is not a
+    foreign key (like the audit trail's): finishing an approval must always be writable."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (
+        CheckConstraint(_one_of("state", APPROVAL_STATES), name="state"),
+        CheckConstraint("needed >= 1", name="needed"),
+        Index("ix_approvals_state_expires_at", "state", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    env: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(255))
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    command: Mapped[str] = mapped_column(Text)
+    requester: Mapped[str] = mapped_column(String(255))
+    needed: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(255))
+    message_ts: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    operation_id: Mapped[str | None] = mapped_column(String(32), index=True)
+
+
+class ApprovalVote(Base):
+    """One vote per voter and approval (the primary key)."""
+
+    __tablename__ = "approval_votes"
+    __table_args__ = (
+        PrimaryKeyConstraint("approval_id", "voter"),
+        CheckConstraint(_one_of("decision", VOTE_DECISIONS), name="decision"),
+    )
+
+    approval_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("approvals.id", ondelete="CASCADE")
+    )
+    voter: Mapped[str] = mapped_column(String(255))
+    decision: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SlackOutbox(Base):
+    """Slack calls owed, sent in `id` order per `message_key`. `sent_at` is set once the entry
+    is settled (sent, or given up on); `claimed_by`/`claimed_until` is a sender's lease."""
+
+    __tablename__ = "slack_outbox"
+    __table_args__ = (
+        Index("ix_slack_outbox_sent_at_message_key_id", "sent_at", "message_key", "id"),
+        Index("ix_slack_outbox_message_key_id", "message_key", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    message_key: Mapped[str] = mapped_column(String(255))
+    method: Mapped[str] = mapped_column(String(64))
+    args: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    result: Mapped[Any] = mapped_column(JSON, nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SlackMessage(Base):
+    """Where a message the bot posted lives, by the key the outbox knows it under."""
+
+    __tablename__ = "slack_messages"
+
+    message_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(255))
+    ts: Mapped[str | None] = mapped_column(String(64))
+    thread_ts: Mapped[str | None] = mapped_column(String(64))
+
+
+class SeenRequest(Base):
+    """Requests already handled (replayed signed requests, double clicks), by a key such as a
+    hash of the request."""
+
+    __tablename__ = "seen_requests"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class GroupMember(Base):
+    """The role cache: Slack user-group members as of the group's last refresh."""
+
+    __tablename__ = "group_members"
+    __table_args__ = (PrimaryKeyConstraint("group_id", "user_id"),)
+
+    group_id: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str] = mapped_column(String(255), index=True)
+    refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class GroupRefresh(Base):
+    """When each group was last refreshed, so a group refreshed empty still counts as loaded;
+    its row is also what serialises two refreshes of one group."""
+
+    __tablename__ = "group_refreshes"
+
+    group_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -109,3 +109,108 @@ class AuditRecord:
     duration_ms: int | None
     operation_id: str | None
     details: dict[str, Any]
+
+
+# -- Slack: approvals, outbox ---------------------------------------------------------------
+
+ApprovalState = Literal[
+    "pending", "approved", "rejected", "expired", "cancelled", "executing", "done"
+]
+VoteDecision = Literal["approve", "reject"]
+VoteRefusal = Literal["own_request", "already_voted", "not_pending", "expired"]
+
+APPROVAL_STATES: tuple[ApprovalState, ...] = (
+    "pending",
+    "approved",
+    "rejected",
+    "expired",
+    "cancelled",
+    "executing",
+    "done",
+)
+VOTE_DECISIONS: tuple[VoteDecision, ...] = ("approve", "reject")
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalVoteRecord:
+    approval_id: str
+    voter: str
+    decision: VoteDecision
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRecord:
+    """A risky operation requested in Slack, waiting for (or past) a second person's approval.
+
+    `pending` → `approved` | `rejected` | `expired` | `cancelled`; `approved` → `executing` (claimed
+    exactly once) → `done`. `request` is the parsed request the bot runs once approved.
+    """
+
+    id: str
+    kind: str
+    env: str
+    target: str
+    request: dict[str, Any]
+    command: str
+    requester: str
+    needed: int
+    state: ApprovalState
+    channel: str
+    message_ts: str | None
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None
+    operation_id: str | None
+    votes: tuple[ApprovalVoteRecord, ...]
+
+    @property
+    def approvers(self) -> tuple[str, ...]:
+        """Who approved, in the order they voted."""
+        return tuple(v.voter for v in self.votes if v.decision == "approve")
+
+
+@dataclass(frozen=True, slots=True)
+class VoteOutcome:
+    """What a vote did. Refused (`accepted` False) with a `reason`:
+
+    - `own_request`: the requester cannot vote on their own request;
+    - `already_voted`: one vote per voter;
+    - `not_pending`: already decided (`approval.state` says how);
+    - `expired`: the approval is expired (perhaps marked so by this very vote).
+
+    `decided` is True for the one vote that moved the approval to `approved` or `rejected`.
+    """
+
+    accepted: bool
+    reason: VoteRefusal | None
+    approval: ApprovalRecord
+    decided: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One Slack call owed. `sent_at` set once it is settled (sent, or given up on)."""
+
+    id: int
+    message_key: str
+    method: str
+    args: dict[str, Any]
+    created_at: datetime
+    not_before: datetime
+    attempts: int
+    last_error: str | None
+    sent_at: datetime | None
+    result: Any
+    claimed_by: str | None
+    claimed_until: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SlackMessageRecord:
+    """Where the Slack message known as `message_key` lives (`ts` None until it is posted)."""
+
+    message_key: str
+    channel: str
+    ts: str | None
+    thread_ts: str | None

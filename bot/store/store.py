@@ -1,4 +1,5 @@
-"""The bot's own database: operations and their steps, restores, releases and the audit trail.
+"""The bot's own database: operations and their steps, restores, releases and the audit trail
+(here), and the Slack side: approvals, the outbox, seen requests, the user-group cache (`slack.py`).
 
 Every method is one short transaction and returns frozen records (`bot/store/records.py`), never
 ORM objects. Every free text that goes into a row passes through `bot.redact.redact` first: the
@@ -18,7 +19,7 @@ from datetime import datetime, timedelta
 from secrets import token_hex
 from typing import Any, cast
 
-from sqlalchemy import URL, CursorResult, Select, Update, func, select, text, update
+from sqlalchemy import URL, Select, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -49,6 +50,8 @@ from bot.store.records import (
     StepRecord,
     StepState,
 )
+from bot.store.slack import SlackStore
+from bot.store.sql import dml as _dml
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +84,11 @@ def interrupted_summary(plan: Sequence[str], current_step: int | None) -> str:
     return f"interrupted at step {index + 1} of {len(plan)} ({plan[index]}): {why}"
 
 
-class Store:
-    """Open with `await Store.open(url)`, then `await store.upgrade()`; `await store.close()`."""
+class Store(SlackStore):
+    """Open with `await Store.open(url)`, then `await store.upgrade()`; `await store.close()`.
+
+    The operations side is here; approvals, the Slack outbox, seen requests and the user-group
+    cache come from `SlackStore` (`bot/store/slack.py`)."""
 
     def __init__(self, engine: AsyncEngine, url: URL, *, secrets: Iterable[str] = ()) -> None:
         self._engine = engine
@@ -681,12 +687,6 @@ class Store:
 
 
 # -- queries and conversions ---------------------------------------------------------------
-
-
-async def _dml(session: AsyncSession, statement: Update) -> int:
-    """Run an UPDATE (no ORM session synchronisation); how many rows it changed."""
-    result = await session.execute(statement.execution_options(synchronize_session=False))
-    return cast("CursorResult[Any]", result).rowcount
 
 
 async def _load_steps(session: AsyncSession, op_ids: Sequence[str]) -> dict[str, list[Step]]:

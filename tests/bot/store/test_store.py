@@ -22,7 +22,21 @@ from bot.store.migrate import head_revision
 from bot.store.models import Base
 
 T0 = datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
-TABLES = {"operations", "steps", "restores", "releases", "audit_events", "alembic_version"}
+TABLES = {
+    "operations",
+    "steps",
+    "restores",
+    "releases",
+    "audit_events",
+    "approvals",
+    "approval_votes",
+    "slack_outbox",
+    "slack_messages",
+    "seen_requests",
+    "group_members",
+    "group_refreshes",
+    "alembic_version",
+}
 URL_WITH_PASSWORD = "redis://:hunter2@redis.internal:6379/0"
 TOKEN_ASSIGNMENT = "SLACK_BOT_TOKEN=xoxb-1-2"
 OWNER = "host-a:101:aaaa"
@@ -69,13 +83,13 @@ async def test_upgrade_creates_the_tables_and_a_second_upgrade_is_a_no_op(db_url
     try:
         assert await store.revision() is None
         await store.upgrade()
-        assert await store.revision() == head_revision() == "0001"
+        assert await store.revision() == head_revision() == "0002"
         tables = await with_connection(db_url, lambda c: set(inspect(c).get_table_names()))
         assert tables >= TABLES
 
         await new_op(store)
         await store.upgrade()
-        assert await store.revision() == "0001"
+        assert await store.revision() == "0002"
         assert len(await store.list_operations(limit=10)) == 1
     finally:
         await store.close()
@@ -85,7 +99,7 @@ async def test_concurrent_upgrades_wait_for_each_other(db_url: str) -> None:
     first, second = await Store.open(db_url), await Store.open(db_url)
     try:
         await asyncio.gather(first.upgrade(), second.upgrade())
-        assert await first.revision() == await second.revision() == "0001"
+        assert await first.revision() == await second.revision() == "0002"
     finally:
         await first.close()
         await second.close()
