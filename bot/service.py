@@ -188,7 +188,8 @@ async def run(
     sink: EventSink,
 ) -> Outcome:
     env = rt.config.env(plan.env)
-    if env.protected and plan.mutating and not reason:
+    # From a terminal, the reason is what stands in for Slack's typed confirmation and approvals.
+    if env.protected and plan.mutating and not reason and actor.source == "cli":
         raise BadInput(f"{plan.env} is protected: say why with --reason")
     return await rt.engine.run(
         plan,

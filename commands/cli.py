@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import logging
 import os
 import shlex
+import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -630,6 +632,56 @@ def config_check(
         workers = ", ".join(env.workers) or "no workers"
         out.print(f"{name}: prefix {env.prefix}, queues {', '.join(env.queues)}; {workers}")
     out.print("configuration is valid")
+
+
+@app.command("serve")
+def serve(
+    port: Annotated[int, typer.Option("--port", help="HTTP port for Slack's requests.")] = 3000,
+    host: Annotated[str, typer.Option("--host")] = "0.0.0.0",
+    socket_mode: Annotated[
+        bool, typer.Option("--socket", help="Socket Mode (SLACK_APP_TOKEN) instead of HTTP.")
+    ] = False,
+) -> None:
+    """Run the Slack bot: HTTP on /slack/events (plus /healthz, /readyz), or Socket Mode."""
+    from bot.slack.app import build_bot, serve_http, serve_socket
+
+    environ = dict(os.environ)
+
+    async def main() -> None:
+        async with open_runtime(environ) as rt:
+            for line in await recover_interrupted(rt):
+                err.print(f"[yellow]recovered:[/yellow] {escape(line)}")
+            bot = build_bot(rt)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, bot.stop.set)
+            if socket_mode:
+                await serve_socket(bot)
+            else:
+                await serve_http(bot, host=host, port=port)
+
+    try:
+        configure_logging(BotSettings.from_environ(environ), level=logging.INFO)
+        asyncio.run(main())
+    except BotError as exc:
+        _fail(str(exc), exc.exit_code)
+
+
+@app.command("manifest")
+def manifest(
+    http_url: Annotated[
+        str | None,
+        typer.Option("--http-url", help="Public base URL: prints the HTTP-mode manifest."),
+    ] = None,
+) -> None:
+    """Print the Slack app manifest (Socket Mode, or HTTP mode with --http-url)."""
+    from bot.slack.manifest import dump, http_manifest, load_manifest
+
+    try:
+        data = http_manifest(http_url) if http_url else load_manifest()
+    except BotError as exc:
+        _fail(str(exc), exc.exit_code)
+    sys.stdout.write(dump(data))
 
 
 @db_app.command("upgrade")

@@ -20,6 +20,8 @@ import pytest
 import redis.asyncio as redis
 from sqlalchemy import make_url
 
+pytest_plugins = ["tests.slack.plugin"]
+
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -106,12 +108,25 @@ async def _admin(statement: str) -> None:
         await connection.close()
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A PostgreSQL database of this test session's own; its URL."""
+@contextlib.contextmanager
+def _private_database() -> Iterator[str]:
     name = f"chatops_test_{uuid.uuid4().hex[:12]}"
     run_elsewhere(lambda: _admin(f'CREATE DATABASE "{name}"'))
     try:
         yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
     finally:
         run_elsewhere(lambda: _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A PostgreSQL database of this test session's own; its URL."""
+    with _private_database() as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_pg_database() -> Iterator[str]:
+    """An empty PostgreSQL database of this test's own; its URL."""
+    with _private_database() as url:
+        yield url

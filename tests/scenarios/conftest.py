@@ -43,6 +43,7 @@ class Scenario:
     redis_url: str = REDIS_URL
     environments: dict[str, Any] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
+    extra_config: dict[str, Any] = field(default_factory=dict)  # roles, permissions, approvals
 
     def __post_init__(self) -> None:
         self.environments["test"] = {
@@ -62,7 +63,7 @@ class Scenario:
     @property
     def config_path(self) -> Path:
         path = self.tmp / "chatops.yml"
-        path.write_text(yaml.safe_dump({"environments": self.environments}))
+        path.write_text(yaml.safe_dump({"environments": self.environments, **self.extra_config}))
         return path
 
     def environ(self) -> dict[str, str]:

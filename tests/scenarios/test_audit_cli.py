@@ -29,7 +29,8 @@ async def test_protected_environments_need_a_reason_and_audit_break_glass(scenar
     assert shown["actor"].count("@") == 1  # OS user @ host
 
 
-async def test_the_cli_runs_on_postgresql(scenario: Scenario, pg_database: str):
+async def test_the_cli_runs_on_postgresql(scenario: Scenario, fresh_pg_database: str):
+    pg_database = fresh_pg_database
     scenario.extra_env["CHATOPS_DATABASE_URL"] = pg_database
     upgraded = await scenario.chatops("db", "upgrade")
     assert upgraded.code == 0, upgraded.output

@@ -1,0 +1,90 @@
+"""Who may do what: roles from configuration, Slack user groups from a cache refreshed in the
+background, so a permission check never waits on Slack or a database (the 3-second ack)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bot.config import Config
+
+logger = logging.getLogger(__name__)
+
+APPROVER_ROLE = "approver"
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    pending: bool = False  # the answer depends on a user group not loaded yet
+    missing: str | None = None  # "drain in prod": what a refusal names
+
+
+@dataclass
+class GroupCache:
+    """Slack user-group members by group id; `loaded` holds the groups fetched at least once."""
+
+    members: dict[str, frozenset[str]] = field(default_factory=dict)
+    refreshed_at: dict[str, datetime] = field(default_factory=dict)
+
+    def replace(self, group: str, users: frozenset[str], now: datetime) -> None:
+        self.members[group] = users
+        self.refreshed_at[group] = now
+
+    def loaded(self, group: str) -> bool:
+        return group in self.refreshed_at
+
+
+class Rbac:
+    def __init__(self, config: Config, groups: GroupCache) -> None:
+        self._config = config
+        self._groups = groups
+
+    def groups_to_watch(self) -> set[str]:
+        return {g for role in self._config.roles.values() for g in role.groups}
+
+    def roles_of(self, user: str) -> tuple[set[str], bool]:
+        """The user's roles, and whether a group that could add one is not loaded yet."""
+        roles: set[str] = set()
+        unknown = False
+        for name, role in self._config.roles.items():
+            if user in role.users:
+                roles.add(name)
+                continue
+            for group in role.groups:
+                if not self._groups.loaded(group):
+                    unknown = True
+                elif user in self._groups.members.get(group, frozenset()):
+                    roles.add(name)
+        return roles, unknown
+
+    def permissions(self, user: str, env: str) -> tuple[set[str], bool]:
+        roles, unknown = self.roles_of(user)
+        granted: set[str] = set()
+        for role in roles:
+            grants = self._config.permissions.get(role, {})
+            for scope in (env, "*"):
+                granted.update(grants.get(scope, ()))
+        return granted, unknown
+
+    def decide(self, user: str, env: str, permission: str) -> Decision:
+        granted, unknown = self.permissions(user, env)
+        if permission == "help" or "*" in granted or permission in granted:
+            return Decision(True)
+        if unknown:
+            return Decision(False, pending=True)
+        return Decision(False, missing=f"{permission} in {env}")
+
+    def is_approver(self, user: str) -> bool:
+        roles, _ = self.roles_of(user)
+        return APPROVER_ROLE in roles
+
+    def approvals_needed(self, operation: str, env: str) -> int:
+        """From `approvals` in configuration; unset, deploy and rollback in protected
+        environments need one (a second pair of eyes on what changes code in production)."""
+        by_env = self._config.approvals.get(operation)
+        if by_env is None:
+            protected = self._config.env(env).protected
+            return 1 if protected and operation in ("deploy", "rollback") else 0
+        return int(by_env.get(env, by_env.get("*", 0)))

@@ -1,0 +1,1 @@
+"""The Slack door: Bolt app, Block Kit, progress messages, approvals, the outbox."""

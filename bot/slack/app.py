@@ -1,0 +1,189 @@
+"""The Slack app: one AsyncWebClient with retry handlers, Bolt's AsyncApp, an aiohttp server
+(`/slack/events`, `/healthz`, `/readyz`) or Socket Mode, and the background loops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.middleware.authorization.async_single_team_authorization import (
+    AsyncSingleTeamAuthorization,
+)
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.engine.runner import owner_id
+from bot.errors import BotError, ConfigError
+from bot.rbac import GroupCache
+from bot.runtime import Runtime
+from bot.slack.door import SlackDoor
+from bot.slack.outbox import OutboxSender
+from commands import interactions, ops, queue, worker
+
+logger = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+GROUP_REFRESH_S = 300.0
+EXPIRY_CHECK_S = 15.0
+
+
+def slack_client(rt: Runtime) -> AsyncWebClient:
+    settings = rt.settings
+    if not settings.SLACK_BOT_TOKEN:
+        raise ConfigError(["SLACK_BOT_TOKEN: not set"], source="environment")
+    client = AsyncWebClient(
+        token=settings.SLACK_BOT_TOKEN,
+        base_url=settings.SLACK_API_URL or AsyncWebClient.BASE_URL,
+        timeout=10,
+    )
+    # slack-sdk enables neither by default, and Bolt adds none.
+    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=1))
+    client.retry_handlers.append(AsyncServerErrorRetryHandler(max_retry_count=2))
+    return client
+
+
+@dataclass
+class SlackBot:
+    rt: Runtime
+    client: AsyncWebClient
+    app: AsyncApp
+    door: SlackDoor
+    sender: OutboxSender
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    ready: bool = False
+
+    async def handle(self, request: web.Request) -> web.Response:
+        bolt_request = await to_bolt_request(request)
+        return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        # Ready while the bot can answer Slack: a Redis or store outage is reported in answers.
+        return web.json_response({"ok": self.ready}, status=200 if self.ready else 503)
+
+    def web_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post(EVENTS_PATH, self.handle)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        return app
+
+    async def _every(self, interval_s: float, what: str, job: object) -> None:
+        assert callable(job)
+        while not self.stop.is_set():
+            try:
+                await job()
+            except (BotError, OSError) as exc:
+                logger.warning("slack: %s failed: %s", what, type(exc).__name__)
+            except Exception:
+                logger.exception("slack: %s crashed", what)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), interval_s)
+
+    async def warm_up(self) -> None:
+        """Bolt calls auth.test on the first request, inside the 3-second ack; do it now."""
+        try:
+            async with asyncio.timeout(10):
+                result = await self.client.auth_test()
+        except (SlackApiError, OSError, TimeoutError, aiohttp.ClientError) as exc:
+            logger.warning("slack: auth.test failed at start (%s); Bolt retries on demand", exc)
+            return
+        for middleware in self.app._async_middleware_list:  # no public way to seed it
+            if isinstance(middleware, AsyncSingleTeamAuthorization):
+                middleware.auth_test_result = result
+
+    async def start_http(self, host: str, port: int) -> tuple[web.AppRunner, int]:
+        runner = web.AppRunner(self.web_app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0][1] if runner.addresses else port
+        return runner, int(bound)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[SlackBot]:
+        await self.warm_up()
+        loops = [
+            asyncio.create_task(self.sender.run(self.stop)),
+            asyncio.create_task(
+                self._every(GROUP_REFRESH_S, "group refresh", self.door.refresh_groups)
+            ),
+            asyncio.create_task(
+                self._every(EXPIRY_CHECK_S, "approval expiry", self.door.expire_approvals)
+            ),
+        ]
+        self.ready = True
+        try:
+            yield self
+        finally:
+            self.ready = False
+            await self.door.drain_tasks(timeout_s=30)
+            self.stop.set()
+            await asyncio.wait(loops, timeout=15)
+            for task in loops:
+                task.cancel()
+            await self.sender.run_once()
+            await self.sender.aclose()
+
+
+def build_bot(rt: Runtime) -> SlackBot:
+    settings = rt.settings
+    if not settings.SLACK_SIGNING_SECRET:
+        raise ConfigError(["SLACK_SIGNING_SECRET: not set"], source="environment")
+    client = slack_client(rt)
+    app = AsyncApp(
+        client=client,
+        signing_secret=settings.SLACK_SIGNING_SECRET,
+        process_before_response=False,
+    )
+    door = SlackDoor(rt, client, GroupCache())
+    for surface in (queue, worker, ops, interactions):
+        surface.register(app, door)
+
+    @app.error
+    async def handle_error(error: Exception, body: dict[str, object]) -> None:
+        logger.error("slack: unhandled %s", type(error).__name__, exc_info=error)
+
+    sender = OutboxSender(store=rt.store, client=client, clock=rt.clock, claimer=owner_id())
+    return SlackBot(rt=rt, client=client, app=app, door=door, sender=sender)
+
+
+async def serve_http(bot: SlackBot, *, host: str, port: int) -> None:
+    runner, bound = await bot.start_http(host, port)
+    logger.warning("chatops serve: listening on http://%s:%d%s", host, bound, EVENTS_PATH)
+    try:
+        async with bot.running():
+            await bot.stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+async def serve_socket(bot: SlackBot) -> None:
+    from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+    token = bot.rt.settings.SLACK_APP_TOKEN
+    if not token:
+        raise ConfigError(
+            ["SLACK_APP_TOKEN: not set (Socket Mode needs an app-level token)"],
+            source="environment",
+        )
+    handler = AsyncSocketModeHandler(bot.app, app_token=token)
+    async with bot.running():
+        await handler.connect_async()  # type: ignore[no-untyped-call]
+        try:
+            await bot.stop.wait()
+        finally:
+            await handler.close_async()  # type: ignore[no-untyped-call]

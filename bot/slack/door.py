@@ -1,0 +1,597 @@
+"""What happens when someone types a slash command or clicks a button.
+
+Every handler acks first (Slack wants an answer within 3 seconds, whatever Redis, the database
+or a host is doing) and does the rest in a background task: answer through `response_url`,
+fill the confirmation modal with `views.update`, run the operation with live progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import redis.asyncio as redis
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import service
+from bot.engine.plan import Plan
+from bot.engine.runner import Actor
+from bot.errors import BadInput, BotError
+from bot.rbac import Decision, GroupCache, Rbac
+from bot.redact import redact
+from bot.runtime import Runtime
+from bot.slack import blocks
+from bot.slack.outbox import Outbox
+from bot.slack.progress import SlackProgress
+from bot.slack.views import query_answer
+from commands.grammar import Parsed, help_lines, parse
+
+logger = logging.getLogger(__name__)
+
+Ack = Callable[..., Awaitable[Any]]
+Respond = Callable[..., Awaitable[Any]]
+
+APPROVAL_TTL = timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who asked, where, and how to answer them."""
+
+    user: str
+    channel: str
+    channel_name: str
+    response_url: str | None
+
+
+class SlackDoor:
+    def __init__(self, rt: Runtime, client: AsyncWebClient, groups: GroupCache) -> None:
+        self.rt = rt
+        self.client = client
+        self.groups = groups
+        self.rbac = Rbac(rt.config, groups)
+        self.outbox = Outbox(rt.store, rt.clock)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ---- plumbing -----------------------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, None], *, what: str) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except Exception:
+                logger.exception("slack: %s crashed", what)
+
+        task = asyncio.create_task(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain_tasks(self, timeout_s: float) -> None:
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout_s)
+
+    def secrets(self) -> tuple[str, ...]:
+        return self.rt.secrets
+
+    def env_for(self, parsed_env: str | None, origin: Origin) -> str:
+        if parsed_env is not None:
+            self.rt.config.env(parsed_env)
+            return parsed_env
+        for name, env in self.rt.config.environments.items():
+            if env.channel and env.channel.lstrip("#") in (origin.channel, origin.channel_name):
+                return name
+        known = ", ".join(sorted(self.rt.config.environments))
+        raise BadInput(
+            f"which environment? add --env ENV (known: {known}), or map this channel to one "
+            "with `channel:` in the configuration"
+        )
+
+    async def refresh_groups(self) -> None:
+        for group in sorted(self.rbac.groups_to_watch()):
+            response = await self.client.usergroups_users_list(usergroup=group)
+            users = frozenset(str(user) for user in response.get("users") or [])
+            self.groups.replace(group, users, self.rt.clock.now())
+
+    async def decide(self, user: str, env: str, permission: str) -> Decision:
+        decision = self.rbac.decide(user, env, permission)
+        if decision.pending:
+            await self.refresh_groups()
+            decision = self.rbac.decide(user, env, permission)
+        return decision
+
+    async def audit_refusal(self, origin: Origin, env: str | None, command: str, why: str) -> None:
+        await self.rt.store.audit(
+            actor=origin.user,
+            source="slack",
+            kind="refused",
+            command=command,
+            outcome=why,
+            env=env,
+            now=self.rt.clock.now(),
+        )
+
+    # ---- slash commands -----------------------------------------------------------------------
+
+    async def slash(self, ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+        origin = Origin(
+            user=str(command.get("user_id", "")),
+            channel=str(command.get("channel_id", "")),
+            channel_name=str(command.get("channel_name", "")),
+            response_url=command.get("response_url"),
+        )
+        name = str(command.get("command", ""))
+        text = str(command.get("text", ""))
+        shown = redact(f"{name} {text}".strip(), secrets=self.secrets())
+        try:
+            parsed = parse(name, text)
+            env = (
+                None
+                if parsed.action == "help" and parsed.env is None
+                else self.env_for(parsed.env, origin)
+            )
+        except BotError as exc:
+            await ack(response_type="ephemeral", text=f"❌ {exc}")
+            return
+        if parsed.action == "help":
+            await ack()
+            self.spawn(self._help(parsed, env, origin, respond), what="help")
+            return
+        assert env is not None
+        decision = self.rbac.decide(origin.user, env, parsed.permission)
+        if not decision.allowed and not decision.pending:
+            await ack(response_type="ephemeral", text=_refusal(shown, decision))
+            self.spawn(
+                self.audit_refusal(origin, env, shown, f"missing {decision.missing}"), what="audit"
+            )
+            return
+        if (parsed.command, parsed.action) == ("ops", "cancel"):
+            await ack(response_type="ephemeral", text=f"cancelling {parsed.target}…")
+            self.spawn(
+                self._cancel(origin.user, parsed.target or "", {"channel": {"id": origin.channel}}),
+                what="cancel",
+            )
+            return
+        if parsed.mutating:
+            await ack()
+            trigger_id = str(command.get("trigger_id", ""))
+            self.spawn(
+                self._prepare(parsed, env, origin, shown, trigger_id, respond), what="prepare"
+            )
+            return
+        if decision.pending:
+            await ack(response_type="ephemeral", text="checking permissions…")
+        else:
+            await ack()
+        self.spawn(self._answer(parsed, env, origin, shown, respond), what="query")
+
+    async def _help(
+        self, parsed: Parsed, env: str | None, origin: Origin, respond: Respond
+    ) -> None:
+        allowed: set[str] | None = set()
+        if env is not None:
+            granted, _ = self.rbac.permissions(origin.user, env)
+            allowed = None if "*" in granted else granted
+        else:
+            for name in self.rt.config.environments:
+                granted, _ = self.rbac.permissions(origin.user, name)
+                if "*" in granted:
+                    allowed = None
+                    break
+                assert allowed is not None
+                allowed |= granted
+        lines = help_lines(parsed.target, allowed)
+        where = f" in {env}" if env else ""
+        await respond(
+            response_type="ephemeral", text=f"What you may run{where}:\n" + "\n".join(lines)
+        )
+
+    async def _answer(
+        self, parsed: Parsed, env: str, origin: Origin, shown: str, respond: Respond
+    ) -> None:
+        decision = await self.decide(origin.user, env, parsed.permission)
+        if not decision.allowed:
+            await respond(response_type="ephemeral", text=_refusal(shown, decision))
+            await self.audit_refusal(origin, env, shown, f"missing {decision.missing}")
+            return
+        try:
+            answer = await query_answer(self.rt, parsed, env)
+        except BotError as exc:
+            await respond(response_type="ephemeral", text=f"❌ {exc}")
+            return
+        except (redis.RedisError, OSError) as exc:
+            await respond(response_type="ephemeral", text=_unreachable(env, exc))
+            return
+        await respond(**answer)
+
+    # ---- the confirmation modal ---------------------------------------------------------------
+
+    async def _prepare(
+        self,
+        parsed: Parsed,
+        env: str,
+        origin: Origin,
+        shown: str,
+        trigger_id: str,
+        respond: Respond,
+    ) -> None:
+        title = f"{parsed.command} {parsed.action}"
+        metadata = {
+            "command": parsed.command,
+            "text": shown.split(" ", 1)[1] if " " in shown else "",
+            "env": env,
+            "user": origin.user,
+            "channel": origin.channel,
+            "channel_name": origin.channel_name,
+        }
+        try:
+            opened = await self.client.views_open(
+                trigger_id=trigger_id, view=blocks.loading_view(title, metadata)
+            )
+        except SlackApiError as exc:
+            await respond(
+                response_type="ephemeral",
+                text=f"❌ could not open the confirmation ({exc.response.get('error')}); try again",
+            )
+            return
+        view_id = str(opened["view"]["id"])
+        decision = await self.decide(origin.user, env, parsed.permission)
+        if not decision.allowed:
+            await self.client.views_update(
+                view_id=view_id, view=blocks.error_view(title, _refusal(shown, decision))
+            )
+            await self.audit_refusal(origin, env, shown, f"missing {decision.missing}")
+            return
+        try:
+            plan = await service.plan_for(self.rt, _request(parsed, env))
+        except BotError as exc:
+            await self.client.views_update(view_id=view_id, view=blocks.error_view(title, str(exc)))
+            return
+        except (redis.RedisError, OSError) as exc:
+            await self.client.views_update(
+                view_id=view_id, view=blocks.error_view(title, _unreachable(env, exc))
+            )
+            return
+        env_cfg = self.rt.config.env(env)
+        await self.client.views_update(
+            view_id=view_id,
+            view=blocks.plan_view(
+                title,
+                plan.describe(),
+                env=env,
+                protected=env_cfg.protected,
+                target=plan.target,
+                metadata=metadata,
+                approvals=self.rbac.approvals_needed(plan.kind, env),
+            ),
+        )
+
+    async def submit(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        user = str(body.get("user", {}).get("id", ""))
+        try:
+            metadata = json.loads(view.get("private_metadata") or "{}")
+            parsed = parse(str(metadata["command"]), str(metadata["text"]))
+            env = str(metadata["env"])
+            self.rt.config.env(env)
+            channel = str(metadata["channel"])
+        except (BotError, KeyError, ValueError, TypeError):
+            await ack(
+                response_action="errors",
+                errors={blocks.CONFIRM_BLOCK: "this request cannot be read; run the command again"},
+            )
+            return
+        origin = Origin(user, channel, str(metadata.get("channel_name", "")), None)
+        shown = f"/{parsed.command} {metadata['text']}".strip()
+        if metadata.get("user") != user or not parsed.mutating:
+            # A forged or replayed modal: someone else's request, or nothing to run.
+            await ack()
+            self.spawn(
+                self.audit_refusal(origin, env, shown, "forged modal submission"), what="audit"
+            )
+            return
+        if self.rt.config.env(env).protected:
+            typed = _typed_target(view)
+            if typed != parsed.target:
+                await ack(
+                    response_action="errors",
+                    errors={blocks.CONFIRM_BLOCK: f"type {parsed.target} exactly to confirm"},
+                )
+                return
+        await ack()
+        view_key = f"view:{view.get('id', '')}:{view.get('hash', '')}"
+        self.spawn(self._start(parsed, env, origin, shown, view_key), what="start")
+
+    async def _start(
+        self, parsed: Parsed, env: str, origin: Origin, shown: str, once_key: str
+    ) -> None:
+        if not await self.rt.store.remember_request(once_key, now=self.rt.clock.now()):
+            logger.warning("slack: a replayed confirmation was ignored")
+            return
+        decision = await self.decide(origin.user, env, parsed.permission)
+        if not decision.allowed:
+            await self.outbox.ephemeral(
+                f"refused:{origin.user}:{self.rt.clock.now().timestamp()}",
+                channel=origin.channel,
+                user=origin.user,
+                text=_refusal(shown, decision),
+            )
+            await self.audit_refusal(origin, env, shown, f"missing {decision.missing}")
+            return
+        request = _request(parsed, env)
+        try:
+            plan = await service.plan_for(self.rt, request)
+        except BotError as exc:
+            await self._tell(origin, f"❌ {exc}")
+            return
+        except (redis.RedisError, OSError) as exc:
+            await self._tell(origin, _unreachable(env, exc))
+            return
+        needed = self.rbac.approvals_needed(plan.kind, env)
+        if needed:
+            await self._request_approval(parsed, env, origin, shown, plan, needed)
+            return
+        await self.run_operation(plan, origin=origin, command=shown, reason=None)
+
+    async def _tell(self, origin: Origin, text: str) -> None:
+        key = f"note:{origin.user}:{self.rt.clock.now().timestamp()}"
+        await self.outbox.ephemeral(key, channel=origin.channel, user=origin.user, text=text)
+
+    # ---- running ------------------------------------------------------------------------------
+
+    async def run_operation(
+        self, plan: Plan, *, origin: Origin, command: str, reason: str | None
+    ) -> str | None:
+        """Run `plan` with its progress in the channel; the operation id, if it started."""
+        rollback = None
+        if plan.kind == "deploy":
+            rollback = json.dumps({"env": plan.env, "worker": plan.target})
+        progress = SlackProgress(
+            outbox=self.outbox,
+            clock=self.rt.clock,
+            channel=origin.channel,
+            actor=origin.user,
+            title=f"{plan.kind} {plan.target} in {plan.env}",
+            rollback_value=rollback,
+        )
+        try:
+            outcome = await service.run(
+                self.rt,
+                plan,
+                actor=Actor(origin.user, "slack"),
+                command=command,
+                reason=reason,
+                sink=progress,
+            )
+        except BotError as exc:
+            await self._tell(origin, f"❌ {exc}")
+            return None
+        except (redis.RedisError, OSError) as exc:
+            await self._tell(origin, _unreachable(plan.env, exc))
+            return None
+        return outcome.op_id
+
+    # ---- approvals ----------------------------------------------------------------------------
+
+    async def _request_approval(
+        self, parsed: Parsed, env: str, origin: Origin, shown: str, plan: Plan, needed: int
+    ) -> None:
+        now = self.rt.clock.now()
+        approval = await self.rt.store.create_approval(
+            kind=plan.kind,
+            env=env,
+            target=plan.target,
+            request={
+                "command": parsed.command,
+                "text": shown.split(" ", 1)[1] if " " in shown else "",
+                "plan": plan.describe(),
+                "channel_name": origin.channel_name,
+            },
+            command=shown,
+            requester=origin.user,
+            needed=needed,
+            channel=origin.channel,
+            now=now,
+            expires_at=now + APPROVAL_TTL,
+        )
+        await self.outbox.post(
+            f"{approval.id}:request",
+            channel=origin.channel,
+            text=f"Approval requested: {shown}",
+            blocks=self._approval_blocks(approval),
+        )
+
+    def _approval_blocks(self, approval: Any) -> list[dict[str, Any]]:
+        return blocks.approval_blocks(
+            approval_id=approval.id,
+            requester=approval.requester,
+            command=approval.command,
+            env=approval.env,
+            plan_lines=list(approval.request.get("plan", [])),
+            state=approval.state,
+            needed=approval.needed,
+            votes=[(v.voter, v.decision) for v in approval.votes],
+            expires_at=approval.expires_at.strftime("%H:%M UTC"),
+        )
+
+    async def vote(self, ack: Ack, body: dict[str, Any], decision: str) -> None:
+        await ack()
+        user = str(body.get("user", {}).get("id", ""))
+        actions = body.get("actions") or [{}]
+        approval_id = str(actions[0].get("value", ""))
+        self.spawn(self._vote(user, approval_id, decision, body), what="vote")
+
+    async def _vote(self, user: str, approval_id: str, decision: str, body: dict[str, Any]) -> None:
+        channel = str(body.get("channel", {}).get("id", ""))
+        approval = await self.rt.store.get_approval(approval_id)
+        if approval is None:
+            return
+        origin = Origin(user, channel or approval.channel, "", None)
+        if not self.rbac.is_approver(user):
+            if not self.groups_loaded():
+                await self.refresh_groups()
+            if not self.rbac.is_approver(user):
+                await self._tell(
+                    origin, f"❌ only holders of the approver role may {decision} requests"
+                )
+                await self.audit_refusal(
+                    origin, approval.env, approval.command, f"{decision} without approver role"
+                )
+                return
+        outcome = await self.rt.store.vote(
+            approval_id, voter=user, decision=decision, now=self.rt.clock.now()
+        )
+        await self.rt.store.audit(
+            actor=user,
+            source="slack",
+            kind=decision,
+            command=approval.command,
+            outcome="counted" if outcome.accepted else f"refused: {outcome.reason}",
+            env=approval.env,
+            details={"approval": approval_id},
+            now=self.rt.clock.now(),
+        )
+        if not outcome.accepted:
+            why = {
+                "own_request": "you cannot approve your own request",
+                "already_voted": "you have already answered this request",
+                "expired": "this request has expired",
+            }.get(str(outcome.reason), f"this request is {outcome.approval.state}")
+            await self._tell(origin, f"❌ {why}")
+            return
+        approval = outcome.approval
+        await self.outbox.update(
+            f"{approval.id}:request",
+            text=f"Approval: {approval.state}",
+            blocks=self._approval_blocks(approval),
+        )
+        if approval.state == "approved" and await self.rt.store.claim_execution(
+            approval.id, now=self.rt.clock.now()
+        ):
+            await self._execute_approved(approval)
+
+    def groups_loaded(self) -> bool:
+        return all(self.groups.loaded(g) for g in self.rbac.groups_to_watch())
+
+    async def _execute_approved(self, approval: Any) -> None:
+        request = approval.request
+        parsed = parse(str(request["command"]), str(request["text"]))
+        origin = Origin(
+            approval.requester, approval.channel, str(request.get("channel_name", "")), None
+        )
+        try:
+            plan = await service.plan_for(self.rt, _request(parsed, approval.env))
+        except BotError as exc:
+            await self._tell(origin, f"❌ approved, but the plan cannot be made now: {exc}")
+            await self.rt.store.finish_approval(approval.id, operation_id=None, state="done")
+            return
+        approvers = ", ".join(v.voter for v in approval.votes if v.decision == "approve")
+        op_id = None
+        try:
+            op_id = await self.run_operation(
+                plan, origin=origin, command=approval.command, reason=f"approved by {approvers}"
+            )
+        finally:
+            await self.rt.store.finish_approval(approval.id, operation_id=op_id, state="done")
+
+    async def expire_approvals(self) -> None:
+        for approval in await self.rt.store.expire_due(now=self.rt.clock.now()):
+            await self.outbox.update(
+                f"{approval.id}:request",
+                text="Approval expired",
+                blocks=self._approval_blocks(approval),
+            )
+            await self.rt.store.audit(
+                actor="chatops",
+                source="slack",
+                kind="expired",
+                command=approval.command,
+                outcome="expired",
+                env=approval.env,
+                details={"approval": approval.id},
+                now=self.rt.clock.now(),
+            )
+
+    # ---- buttons on progress messages ---------------------------------------------------------
+
+    async def cancel_button(self, ack: Ack, body: dict[str, Any]) -> None:
+        await ack()
+        user = str(body.get("user", {}).get("id", ""))
+        op_id = str((body.get("actions") or [{}])[0].get("value", ""))
+        self.spawn(self._cancel(user, op_id, body), what="cancel")
+
+    async def _cancel(self, user: str, op_id: str, body: dict[str, Any]) -> None:
+        origin = Origin(user, str(body.get("channel", {}).get("id", "")), "", None)
+        op = await self.rt.store.get_operation(op_id)
+        if op is None:
+            return
+        decision = await self.decide(user, op.env, "cancel")
+        if not decision.allowed:
+            await self._tell(origin, _refusal(f"cancel {op_id}", decision))
+            await self.audit_refusal(
+                origin, op.env, f"cancel {op_id}", f"missing {decision.missing}"
+            )
+            return
+        try:
+            await service.cancel(self.rt, op_id, actor=Actor(user, "slack"))
+        except BotError as exc:
+            await self._tell(origin, f"❌ {exc}")
+
+    async def rollback_button(self, ack: Ack, body: dict[str, Any]) -> None:
+        await ack()
+        user = str(body.get("user", {}).get("id", ""))
+        try:
+            value = json.loads((body.get("actions") or [{}])[0].get("value", "{}"))
+            env, worker = str(value["env"]), str(value["worker"])
+        except (ValueError, KeyError, TypeError):
+            return
+        origin = Origin(user, str(body.get("channel", {}).get("id", "")), "", None)
+        parsed = parse("worker", f"rollback {worker} --env {env}")
+        self.spawn(
+            self._prepare(
+                parsed,
+                env,
+                origin,
+                f"/worker rollback {worker} --env {env}",
+                str(body.get("trigger_id", "")),
+                self._respond_to(origin),
+            ),
+            what="rollback",
+        )
+
+    def _respond_to(self, origin: Origin) -> Respond:
+        async def respond(**kwargs: Any) -> None:
+            await self._tell(origin, str(kwargs.get("text", "")))
+
+        return respond
+
+
+def _request(parsed: Parsed, env: str) -> service.OperationRequest:
+    return service.OperationRequest(
+        kind=parsed.action,
+        env=env,
+        target=parsed.target or "",
+        job_ids=parsed.job_ids,
+        all_jobs=parsed.all_jobs,
+        timeout_s=parsed.timeout_s,
+        ref=parsed.ref,
+    )
+
+
+def _typed_target(view: dict[str, Any]) -> str | None:
+    values = view.get("state", {}).get("values", {})
+    entry = values.get(blocks.CONFIRM_BLOCK, {}).get(blocks.CONFIRM_ACTION, {})
+    value = entry.get("value")
+    return str(value).strip() if value is not None else None
+
+
+def _refusal(command: str, decision: Decision) -> str:
+    return f"❌ you may not run `{command}`: it needs the permission `{decision.missing}`"
+
+
+def _unreachable(env: str, exc: BaseException) -> str:
+    return f"❌ Redis unreachable for {env} ({type(exc).__name__}); nothing was changed"

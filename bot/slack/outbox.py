@@ -1,0 +1,255 @@
+"""Every Slack message the bot owes goes through a persistent outbox, so the final state of an
+operation reaches Slack after minutes of 429/5xx and after a restart, and is sent once.
+
+Writers enqueue (`Outbox`); one sender per process claims due entries from the store, sends
+them in order per message, and retries what Slack did not take. `chat.update` is tier 3 (about
+50 a minute for the whole workspace): a shared budget keeps the bot under it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.clock import Clock
+from bot.errors import BotError
+from bot.store import Store
+
+logger = logging.getLogger(__name__)
+
+POST = "chat.postMessage"
+UPDATE = "chat.update"
+EPHEMERAL = "chat.postEphemeral"
+RESPONSE_URL = "response_url"
+
+# Errors that no retry can fix: the entry is dropped (and logged) instead of blocking its message.
+_PERMANENT = {
+    "channel_not_found",
+    "not_in_channel",
+    "is_archived",
+    "message_not_found",
+    "cant_update_message",
+    "invalid_blocks",
+    "invalid_arguments",
+    "msg_too_long",
+    "no_text",
+    "invalid_auth",
+    "account_inactive",
+    "user_not_in_channel",
+}
+_LEASE_S = 60.0
+_MAX_BACKOFF_S = 60.0
+
+
+class Outbox:
+    """What writers call: each method stores one entry; the sender does the rest."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def post(
+        self, key: str, *, channel: str, text: str, blocks: list[dict[str, Any]]
+    ) -> None:
+        await self._store.enqueue_slack(
+            message_key=key,
+            method=POST,
+            args={"channel": channel, "text": text, "blocks": blocks},
+            now=self._clock.now(),
+        )
+
+    async def update(
+        self, key: str, *, text: str, blocks: list[dict[str, Any]], delay_s: float = 0.0
+    ) -> None:
+        """The newest state of message `key`; an unsent older update of it is replaced."""
+        await self._store.enqueue_slack(
+            message_key=key,
+            method=UPDATE,
+            args={"text": text, "blocks": blocks, "delay_s": delay_s},
+            now=self._clock.now(),
+            coalesce=True,
+        )
+
+    async def reply(self, parent_key: str, key: str, *, text: str) -> None:
+        """A reply in the thread of message `parent_key`."""
+        await self._store.enqueue_slack(
+            message_key=key,
+            method=POST,
+            args={"thread_of": parent_key, "text": text},
+            now=self._clock.now(),
+        )
+
+    async def ephemeral(self, key: str, *, channel: str, user: str, text: str) -> None:
+        await self._store.enqueue_slack(
+            message_key=key,
+            method=EPHEMERAL,
+            args={"channel": channel, "user": user, "text": text},
+            now=self._clock.now(),
+        )
+
+
+class UpdateBudget:
+    """A token bucket shared by every message this process updates."""
+
+    def __init__(self, clock: Clock, *, per_minute: float = 40.0) -> None:
+        self._clock = clock
+        self._rate = per_minute / 60.0
+        self._capacity = max(1.0, per_minute / 4)
+        self._tokens = self._capacity
+        self._at = clock.monotonic()
+
+    def take(self) -> float:
+        """0 when a call may go now (and counts it); else seconds until one may."""
+        now = self._clock.monotonic()
+        self._tokens = min(self._capacity, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return 0.0
+        return (1 - self._tokens) / self._rate
+
+
+class OutboxSender:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        client: AsyncWebClient,
+        clock: Clock,
+        claimer: str,
+        budget: UpdateBudget | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._clock = clock
+        self._claimer = claimer
+        self._budget = budget or UpdateBudget(clock)
+        self._session = session
+        self._last_update: dict[str, float] = {}
+
+    async def run(self, stop: asyncio.Event, *, idle_s: float = 0.25) -> None:
+        while not stop.is_set():
+            try:
+                sent = await self.run_once()
+            except BotError:
+                logger.warning("outbox: store unreachable; retrying")
+                sent = 0
+            if not sent:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), idle_s)
+
+    async def run_once(self, *, limit: int = 20) -> int:
+        entries = await self._store.claim_slack(
+            now=self._clock.now(), limit=limit, claimer=self._claimer, lease_s=_LEASE_S
+        )
+        for entry in entries:
+            await self._send(entry)
+        return len(entries)
+
+    async def _send(self, entry: Any) -> None:
+        args = dict(entry.args)
+        try:
+            if entry.method == UPDATE:
+                await self._update(entry, args)
+            elif entry.method == POST:
+                await self._post(entry, args)
+            elif entry.method == RESPONSE_URL:
+                await self._respond(entry, args)
+            else:
+                response = await self._client.api_call(entry.method, json=args)
+                await self._store.slack_sent(
+                    entry.id, result={"ok": response.get("ok")}, now=self._clock.now()
+                )
+        except _Later as later:
+            await self._retry(entry, later.delay_s, later.reason)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", "unknown"))
+            if exc.response.status_code == 429:
+                retry_after = float(exc.response.headers.get("Retry-After", 5) or 5)
+                await self._retry(entry, retry_after, "ratelimited")
+            elif error in _PERMANENT:
+                logger.error(
+                    "outbox: %s for %s dropped: %s", entry.method, entry.message_key, error
+                )
+                await self._store.slack_sent(
+                    entry.id, result={"ok": False, "error": error}, now=self._clock.now()
+                )
+            else:
+                await self._retry(entry, self._backoff(entry), error)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            await self._retry(entry, self._backoff(entry), type(exc).__name__)
+
+    async def _post(self, entry: Any, args: dict[str, Any]) -> None:
+        parent_key = args.pop("thread_of", None)
+        if parent_key is not None:
+            parent = await self._store.slack_message(parent_key)
+            if parent is None or parent.ts is None:
+                raise _Later(1.0, "thread parent not posted yet")
+            args["channel"], args["thread_ts"] = parent.channel, parent.ts
+        response = await self._client.api_call(POST, json=args)
+        ts = str(response["ts"])
+        channel = str(response.get("channel") or args["channel"])
+        if parent_key is None:
+            await self._store.set_slack_message(entry.message_key, channel=channel, ts=ts)
+        await self._store.slack_sent(
+            entry.id, result={"ts": ts, "channel": channel}, now=self._clock.now()
+        )
+
+    async def _update(self, entry: Any, args: dict[str, Any]) -> None:
+        message = await self._store.slack_message(entry.message_key)
+        if message is None or message.ts is None:
+            raise _Later(1.0, "message not posted yet")
+        # At most one update every `delay_s` per message (0 for a step change), within the budget.
+        delay_s = float(args.pop("delay_s", 0.0))
+        since = self._clock.monotonic() - self._last_update.get(entry.message_key, -1e9)
+        if since < delay_s:
+            raise _Later(delay_s - since, "throttled")
+        wait = self._budget.take()
+        if wait:
+            raise _Later(wait, "update budget")
+        args.update(channel=message.channel, ts=message.ts)
+        await self._client.api_call(UPDATE, json=args)
+        self._last_update[entry.message_key] = self._clock.monotonic()
+        await self._store.slack_sent(entry.id, result={"ts": message.ts}, now=self._clock.now())
+
+    async def _respond(self, entry: Any, args: dict[str, Any]) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        async with self._session.post(
+            args["url"], json=args["payload"], timeout=aiohttp.ClientTimeout(total=10)
+        ) as response:
+            if response.status == 429 or response.status >= 500:
+                raise _Later(self._backoff(entry), f"HTTP {response.status}")
+            ok = response.status < 400
+        await self._store.slack_sent(entry.id, result={"ok": ok}, now=self._clock.now())
+
+    async def _retry(self, entry: Any, delay_s: float, reason: str) -> None:
+        await self._store.slack_retry(
+            entry.id,
+            not_before=self._clock.now() + timedelta(seconds=delay_s),
+            error=reason,
+            now=self._clock.now(),
+        )
+
+    @staticmethod
+    def _backoff(entry: Any) -> float:
+        return float(min(_MAX_BACKOFF_S, 2 ** min(int(entry.attempts), 6)))
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class _Later(Exception):
+    def __init__(self, delay_s: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay_s = delay_s
+        self.reason = reason

@@ -1,0 +1,114 @@
+"""An operation's progress as one Slack message updated in place, its output in the thread.
+
+Updates go through the outbox: at most one every 3 s per message, except when a step starts or
+ends, and always the final state. Output lines are batched into thread replies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bot.clock import Clock
+from bot.engine.events import (
+    Event,
+    OperationFinished,
+    OperationStarted,
+    StepFinished,
+    StepOutput,
+    StepStarted,
+)
+from bot.slack.blocks import progress_blocks
+from bot.slack.outbox import Outbox
+
+LIVE_UPDATE_EVERY_S = 3.0
+THREAD_BATCH_LINES = 40
+THREAD_BATCH_EVERY_S = 5.0
+_THREAD_TEXT_MAX = 3500
+
+
+@dataclass
+class SlackProgress:
+    outbox: Outbox
+    clock: Clock
+    channel: str
+    actor: str  # Slack user id
+    title: str
+    rollback_value: str | None = None  # shown after a failed deploy
+    op_id: str = ""
+    steps: list[list[str | None]] = field(default_factory=list)  # [name, state, detail]
+    state: str = "running"
+    summary: str | None = None
+    validation: dict[str, object] | None = None
+    _lines: list[str] = field(default_factory=list)
+    _lines_since: float = 0.0
+    _replies: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.op_id}:progress"
+
+    async def __call__(self, event: Event) -> None:
+        if isinstance(event, OperationStarted):
+            self.op_id = event.op_id
+            self.steps = [[name, "pending", None] for name in event.steps]
+            await self.outbox.post(
+                self.key, channel=self.channel, text=self._text(), blocks=self._blocks()
+            )
+        elif isinstance(event, StepStarted):
+            self.steps[event.index][1:] = ["running", None]
+            await self._update(step_change=True)
+        elif isinstance(event, StepOutput):
+            if not self._lines:
+                self._lines_since = self.clock.monotonic()
+            self._lines.append(event.line)
+            self.steps[event.index][2] = event.line[:200]
+            if (
+                len(self._lines) >= THREAD_BATCH_LINES
+                or self.clock.monotonic() - self._lines_since >= THREAD_BATCH_EVERY_S
+            ):
+                await self._flush_thread()
+            await self._update(step_change=False)
+        elif isinstance(event, StepFinished):
+            self.steps[event.index][1:] = [event.state, event.detail]
+            await self._flush_thread()
+            await self._update(step_change=True)
+        elif isinstance(event, OperationFinished):
+            self.state, self.summary, self.validation = event.state, event.summary, event.validation
+            await self._flush_thread()
+            await self._update(step_change=True)
+
+    async def _update(self, *, step_change: bool) -> None:
+        await self.outbox.update(
+            self.key,
+            text=self._text(),
+            blocks=self._blocks(),
+            delay_s=0.0 if step_change else LIVE_UPDATE_EVERY_S,
+        )
+
+    async def _flush_thread(self) -> None:
+        if not self._lines:
+            return
+        text = "\n".join(self._lines)
+        if len(text) > _THREAD_TEXT_MAX:
+            text = "…" + text[-_THREAD_TEXT_MAX:]
+        self._lines.clear()
+        self._replies += 1
+        await self.outbox.reply(
+            self.key, f"{self.op_id}:thread:{self._replies}", text=f"```{text}```"
+        )
+
+    def _text(self) -> str:
+        return f"{self.title}: {self.state}" + (f" — {self.summary}" if self.summary else "")
+
+    def _blocks(self) -> list[dict[str, object]]:
+        finished_badly = self.state == "failed"
+        return progress_blocks(
+            title=self.title,
+            actor=self.actor,
+            steps=[(str(name), str(state), detail) for name, state, detail in self.steps],
+            state=self.state,
+            summary=self.summary,
+            op_id=self.op_id,
+            validation=self.validation,
+            rollback_value=self.rollback_value if finished_badly else None,
+        )

@@ -1,0 +1,260 @@
+"""The text of `/queue`, `/worker` and `/ops` (and the console), parsed into typed commands.
+
+The flags are the CLI's (`--env`, `--timeout-s`, `--ref`, `--to`, `--all`, `--overdue`,
+`--limit`, `--lines`). Parsing never touches anything; an error names what is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+from bot.errors import BadInput
+
+_MAX_TEXT = 2000
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_OP_ID = re.compile(r"^op-[0-9a-f]{10}$")
+
+
+@dataclass(frozen=True)
+class Action:
+    """One subcommand: its permission name, what it takes, and whether it changes anything."""
+
+    name: str
+    usage: str
+    target: str | None  # "queue", "worker", "op", or None
+    mutating: bool
+    flags: frozenset[str] = frozenset()
+    target_optional: bool = False
+
+
+ACTIONS: dict[str, dict[str, Action]] = {
+    "queue": {
+        a.name: a
+        for a in (
+            Action("status", "status [queue|all]", "queue", False, target_optional=True),
+            Action(
+                "drain",
+                "drain <queue> [--timeout-s 300]",
+                "queue",
+                True,
+                frozenset({"--timeout-s"}),
+            ),
+            Action("pause", "pause <queue>", "queue", True),
+            Action("resume", "resume <queue>", "queue", True),
+            Action("failed", "failed <queue> [--limit 20]", "queue", False, frozenset({"--limit"})),
+            Action(
+                "retry", "retry <queue> (<job-id>...|--all)", "queue", True, frozenset({"--all"})
+            ),
+            Action("delayed", "delayed <queue>", "queue", False, frozenset({"--limit"})),
+            Action(
+                "promote",
+                "promote <queue> (<job-id>...|--overdue)",
+                "queue",
+                True,
+                frozenset({"--overdue"}),
+            ),
+        )
+    },
+    "worker": {
+        a.name: a
+        for a in (
+            Action("status", "status <worker>", "worker", False),
+            Action("logs", "logs <worker> [--lines 50]", "worker", False, frozenset({"--lines"})),
+            Action("restart", "restart <worker>", "worker", True),
+            Action("deploy", "deploy <worker> [--ref REF]", "worker", True, frozenset({"--ref"})),
+            Action("rollback", "rollback <worker> [--to REF]", "worker", True, frozenset({"--to"})),
+            Action("releases", "releases <worker>", "worker", False),
+        )
+    },
+    "ops": {
+        a.name: a
+        for a in (
+            Action("history", "history [--limit 20]", None, False, frozenset({"--limit"})),
+            Action("show", "show <op-id>", "op", False),
+            Action("cancel", "cancel <op-id>", "op", True),
+            Action("help", "help", None, False),
+        )
+    },
+}
+
+# The permission each action needs (config `permissions` use these names).
+PERMISSION = {"show": "history", "help": "help"}
+
+_VALUE_FLAGS = {"--env", "--timeout-s", "--ref", "--to", "--limit", "--lines"}
+_BOOL_FLAGS = {"--all", "--overdue"}
+
+
+@dataclass(frozen=True)
+class Parsed:
+    command: str  # queue, worker, ops
+    action: str
+    env: str | None = None
+    target: str | None = None
+    job_ids: tuple[str, ...] = ()
+    all_jobs: bool = False
+    timeout_s: float | None = None
+    ref: str | None = None
+    limit: int | None = None
+    lines: int | None = None
+
+    @property
+    def spec(self) -> Action:
+        return ACTIONS[self.command][self.action]
+
+    @property
+    def permission(self) -> str:
+        return PERMISSION.get(self.action, self.action)
+
+    @property
+    def mutating(self) -> bool:
+        return self.spec.mutating
+
+
+def parse(command: str, text: str) -> Parsed:
+    """Parse `text` of `/command`; BadInput with a specific message when it is wrong."""
+    command = command.lstrip("/")
+    if command not in ACTIONS:
+        raise BadInput(f"unknown command /{command}; known: /queue, /worker, /ops")
+    if len(text) > _MAX_TEXT:
+        raise BadInput(f"the command text is {len(text)} characters long; at most {_MAX_TEXT}")
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise BadInput(f"cannot read the command: {exc}") from None
+    if not words or words[0] in ("help", "-h", "--help"):
+        return (
+            Parsed(command, "help") if command == "ops" else Parsed("ops", "help", target=command)
+        )
+    action_name, rest = words[0], words[1:]
+    actions = ACTIONS[command]
+    if action_name not in actions:
+        raise BadInput(f"/{command} has no {action_name!r}; try: {', '.join(actions)}")
+    action = actions[action_name]
+    values, flags, positional = _split(rest, action)
+    target, extra = _target(command, action, positional)
+    job_ids = tuple(extra)
+    if extra and action.name not in ("retry", "promote"):
+        raise BadInput(
+            f"/{command} {action.name} takes one {action.target}; unexpected: {' '.join(extra)}"
+        )
+    for job_id in job_ids:
+        if not _JOB_ID.match(job_id):
+            raise BadInput(f"not a job id: {job_id!r}")
+    all_jobs = bool(flags & {"--all", "--overdue"})
+    if action.name in ("retry", "promote") and bool(job_ids) == all_jobs:
+        flag = "--all" if action.name == "retry" else "--overdue"
+        raise BadInput(f"/{command} {action.name} needs job ids or {flag} (not both)")
+    env = values.get("--env")
+    if env is not None and not _NAME.match(env):
+        raise BadInput(f"not an environment name: {env!r}")
+    return Parsed(
+        command=command,
+        action=action.name,
+        env=env,
+        target=target,
+        job_ids=job_ids,
+        all_jobs=all_jobs,
+        timeout_s=_number(values, "--timeout-s", 1, 24 * 3600),
+        ref=values.get("--ref") or values.get("--to"),
+        limit=_whole(values, "--limit", 1, 1000),
+        lines=_whole(values, "--lines", 1, 5000),
+    )
+
+
+def _split(words: list[str], action: Action) -> tuple[dict[str, str], set[str], list[str]]:
+    values: dict[str, str] = {}
+    flags: set[str] = set()
+    positional: list[str] = []
+    allowed = action.flags | {"--env"}
+    i = 0
+    while i < len(words):
+        word = words[i]
+        name, eq, inline = word.partition("=")
+        if word.startswith("--"):
+            if name not in allowed:
+                raise BadInput(
+                    f"{action.name} does not take {name}; it takes: {' '.join(sorted(allowed))}"
+                )
+            if name in _BOOL_FLAGS:
+                if eq:
+                    raise BadInput(f"{name} takes no value")
+                flags.add(name)
+            elif name in _VALUE_FLAGS:
+                if eq:
+                    values[name] = inline
+                elif i + 1 < len(words):
+                    i += 1
+                    values[name] = words[i]
+                else:
+                    raise BadInput(f"{name} needs a value")
+        elif word.startswith("-") and len(word) > 1:
+            raise BadInput(f"unknown option {word}")
+        else:
+            positional.append(word)
+        i += 1
+    return values, flags, positional
+
+
+def _target(command: str, action: Action, positional: list[str]) -> tuple[str | None, list[str]]:
+    if action.target is None:
+        if positional:
+            raise BadInput(
+                f"/{command} {action.name} takes no arguments; unexpected: {' '.join(positional)}"
+            )
+        return None, []
+    if not positional:
+        if action.target_optional:
+            return None, []
+        raise BadInput(f"usage: /{command} {action.usage}")
+    target, *extra = positional
+    pattern = _OP_ID if action.target == "op" else _NAME
+    if not pattern.match(target):
+        raise BadInput(f"not a {action.target} name: {target[:80]!r}")
+    return target, extra
+
+
+def _number(values: dict[str, str], flag: str, low: float, high: float) -> float | None:
+    if flag not in values:
+        return None
+    try:
+        number = float(values[flag])
+    except ValueError:
+        raise BadInput(f"{flag} takes a number, not {values[flag][:40]!r}") from None
+    if not low <= number <= high:
+        raise BadInput(f"{flag} must be between {low:g} and {high:g}")
+    return number
+
+
+def _whole(values: dict[str, str], flag: str, low: int, high: int) -> int | None:
+    number = _number(values, flag, low, high)
+    if number is not None and not number.is_integer():
+        raise BadInput(f"{flag} takes a whole number")
+    return None if number is None else int(number)
+
+
+def action_help(command: str, action: str) -> str:
+    """The first line of the docstring of the CLI command that does the same: one help text."""
+    if (command, action) == ("ops", "help"):
+        return "what you may run here"
+    from commands import cli  # the CLI imports this module
+
+    handler = getattr(cli, f"{command}_{action}".replace("-", "_"), None)
+    doc = (handler.__doc__ or "").strip().splitlines() if handler else []
+    return doc[0] if doc else ""
+
+
+def help_lines(command: str | None, allowed: set[str] | None) -> list[str]:
+    """`/cmd usage: help` lines, only for actions in `allowed` (None: all)."""
+    lines = []
+    for name, actions in ACTIONS.items():
+        if command not in (None, "ops") and name != command:
+            continue
+        for action in actions.values():
+            permission = PERMISSION.get(action.name, action.name)
+            if allowed is not None and permission != "help" and permission not in allowed:
+                continue
+            lines.append(f"/{name} {action.usage}: {action_help(name, action.name)}")
+    return lines

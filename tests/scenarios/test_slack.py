@@ -1,0 +1,260 @@
+"""The Slack door end to end: signed requests over HTTP to the bot's `/slack/events`, the bot
+calling the fake Slack Web API over HTTP, and the real Redis and Node BullMQ worker behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from bot.runtime import open_runtime
+from bot.slack import blocks
+from bot.slack.app import SlackBot, build_bot
+from tests.scenarios.conftest import Scenario
+from tests.slack.driver import SlackDriver
+from tests.slack.fake_slack import FakeSlack
+
+SECRET = "signing-secret-for-tests"
+OPS, LEAD, LEAD2, GUEST = "U_OPS", "U_LEAD", "U_LEAD2", "U_GUEST"
+CHANNEL = "C_OPS"
+
+
+@dataclass
+class Chat:
+    slack: FakeSlack
+    driver: SlackDriver
+    bot: SlackBot
+    scenario: Scenario
+
+    def final(self, state: str = "succeeded") -> dict[str, Any] | None:
+        for message in self.slack.messages(CHANNEL):
+            if f": {state}" in message.get("text", ""):
+                return message
+        return None
+
+    async def wait(self, predicate, timeout_s: float = 30.0) -> None:
+        await self.slack.wait_until(predicate, timeout_s=timeout_s)
+
+    def audit(self) -> list[tuple[str, str, str]]:
+        db = sqlite3.connect(self.scenario.tmp / "chatops.sqlite3")
+        try:
+            return list(db.execute("select actor, kind, outcome from audit_events order by id"))
+        finally:
+            db.close()
+
+
+@pytest.fixture
+async def chat(
+    request: pytest.FixtureRequest, scenario: Scenario, fake_slack: FakeSlack
+) -> AsyncIterator[Chat]:
+    if request.node.get_closest_marker("protected"):
+        scenario.configure(protected=True)
+    fake_slack.usergroups = {"S_ONCALL": [OPS], "S_LEADS": [LEAD, LEAD2]}
+    fake_slack.add_channel(CHANNEL, name="ops-test")
+    scenario.configure(channel="#ops-test")
+    scenario.extra_config = {
+        "roles": {"operator": {"groups": ["S_ONCALL"]}, "approver": {"groups": ["S_LEADS"]}},
+        "permissions": {
+            "operator": {"test": ["status", "drain", "pause", "resume", "history", "cancel"]},
+            "approver": {"*": ["*"]},
+        },
+        "approvals": {"resume": {"test": 1}},
+    }
+    environ = {
+        **scenario.environ(),
+        "SLACK_BOT_TOKEN": fake_slack.bot_token,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": fake_slack.api_url,
+    }
+    async with open_runtime(environ) as rt:
+        bot = build_bot(rt)
+        runner, port = await bot.start_http("127.0.0.1", 0)
+        try:
+            async with bot.running():
+                driver = SlackDriver(
+                    f"http://127.0.0.1:{port}/slack/events",
+                    SECRET,
+                    fake_slack,
+                    user=OPS,
+                    channel=CHANNEL,
+                )
+                yield Chat(fake_slack, driver, bot, scenario)
+        finally:
+            await runner.cleanup()
+
+
+async def _plan_view(chat: Chat, user: str) -> dict[str, Any]:
+    def filled() -> bool:
+        views = chat.slack.open_views(user)
+        return bool(views) and "preparing" not in json.dumps(views[-1]["blocks"])
+
+    await chat.wait(filled, timeout_s=15)
+    return chat.slack.open_views(user)[-1]
+
+
+async def test_drain_from_slack_with_modal_progress_and_final_message(chat: Chat):
+    scenario = chat.scenario
+    await scenario.produce("sla", 300)
+    async with scenario.node_worker(CONCURRENCY="20", JOB_MS="2"):
+        response = await chat.driver.command("/queue", "drain sla")
+        assert response.status == 200
+        view = await _plan_view(chat, OPS)
+        plan_text = json.dumps(view["blocks"])
+        assert "turn producers off" in plan_text and "`test`" in plan_text
+        submitted = await chat.driver.view_submission(view)
+        assert submitted.status == 200
+        await chat.wait(lambda: chat.final() is not None, timeout_s=60)
+    counts = await scenario.counts()
+    assert counts["waiting"] == counts["active"] == 0 and counts["completed"] == 300
+    runs = await scenario.runs()
+    assert len(runs) == 300 and set(runs.values()) == {1}
+    final = chat.final()
+    assert final is not None and "sla drained" in json.dumps(final["blocks"])
+    assert chat.slack.thread(CHANNEL, final["ts"]), "step output goes to the thread"
+    assert chat.slack.rate_limited == 0
+    assert len(chat.slack.messages(CHANNEL)) == 1  # one message, updated in place
+
+
+async def test_a_user_without_the_permission_is_refused_and_audited(chat: Chat):
+    await chat.bot.door.refresh_groups()
+    response = await chat.driver.command("/queue", "drain sla", user=GUEST)
+    assert response.status == 200
+    refusal = chat.slack.ephemerals(user=GUEST)
+    assert refusal and "needs the permission `drain in test`" in refusal[-1]["text"]
+    assert chat.slack.calls_to("views.open") == []
+    await chat.wait(lambda: any(kind == "refused" for _, kind, _ in chat.audit()))
+    assert await chat.scenario.flag() is None
+
+
+async def test_read_only_commands_answer_through_response_url(chat: Chat):
+    await chat.scenario.produce("sla", 4)
+    response = await chat.driver.command("/queue", "status sla")
+    assert response.status == 200
+    await chat.wait(lambda: bool(chat.slack.responses(response.response_url)))
+    answer = chat.slack.responses(response.response_url)[0]
+    assert "sla" in answer["text"] and " 4 " in answer["text"]
+
+
+async def test_help_lists_only_what_the_caller_may_run(chat: Chat):
+    await chat.bot.door.refresh_groups()
+    response = await chat.driver.command("/ops", "help")
+    await chat.wait(lambda: bool(chat.slack.responses(response.response_url)))
+    text = chat.slack.responses(response.response_url)[0]["text"]
+    assert "/queue drain" in text and "/worker deploy" not in text and "/queue retry" not in text
+
+
+async def test_bad_and_stale_signatures_get_401_and_run_nothing(chat: Chat):
+    bad = await chat.driver.command("/queue", "pause sla", signature="bad")
+    stale = await chat.driver.command("/queue", "pause sla", stale=True)
+    assert bad.status == 401 and stale.status == 401
+    assert chat.slack.calls_to("views.open") == []
+
+
+async def test_bad_text_gets_a_clear_answer(chat: Chat):
+    response = await chat.driver.command("/queue", "drain $(touch /tmp/x) --bogus")
+    assert response.status == 200
+    said = chat.slack.ephemerals(user=OPS)[-1]["text"]
+    assert "not a queue name" in said or "does not take --bogus" in said
+    assert not os.path.exists("/tmp/x")
+
+
+async def test_approval_flow_own_click_refused_then_another_approver_runs_it(chat: Chat):
+    await chat.bot.door.refresh_groups()
+    await chat.scenario.redis.hset(f"{chat.scenario.prefix}:sla:meta", "paused", "1")
+    requester = LEAD
+    await chat.driver.command("/queue", "resume sla", user=requester)
+    view = await _plan_view(chat, requester)
+    assert "Needs 1 approval" in json.dumps(view["blocks"])
+    await chat.driver.view_submission(view)
+
+    def request_message() -> dict[str, Any] | None:
+        found = [m for m in chat.slack.messages(CHANNEL) if "Approval" in m.get("text", "")]
+        return found[-1] if found else None
+
+    await chat.wait(lambda: request_message() is not None)
+    message = request_message()
+    assert message is not None
+    await chat.driver.block_action(blocks.APPROVE_ACTION, user=requester, message_ts=message["ts"])
+    await chat.wait(
+        lambda: any("own request" in e["text"] for e in chat.slack.ephemerals(user=requester))
+    )
+    assert (await chat.scenario.json("queue", "status", "sla", "--env", "test"))["queues"][0][
+        "paused"
+    ]
+
+    # Two approvers click at once: one execution.
+    await asyncio.gather(
+        chat.driver.block_action(blocks.APPROVE_ACTION, user=LEAD2, message_ts=message["ts"]),
+        chat.driver.block_action(blocks.APPROVE_ACTION, user=LEAD2, message_ts=message["ts"]),
+    )
+    await chat.wait(lambda: chat.final() is not None)
+    status = await chat.scenario.json("queue", "status", "sla", "--env", "test")
+    assert status["queues"][0]["paused"] is False
+    history = await chat.scenario.json("ops", "history")
+    assert [h["kind"] for h in history] == ["resume"]
+
+
+async def test_reject_cancels_the_request(chat: Chat):
+    await chat.bot.door.refresh_groups()
+    await chat.scenario.redis.hset(f"{chat.scenario.prefix}:sla:meta", "paused", "1")
+    await chat.driver.command("/queue", "resume sla", user=LEAD)
+    view = await _plan_view(chat, LEAD)
+    await chat.driver.view_submission(view)
+    await chat.wait(
+        lambda: any("Approval" in m.get("text", "") for m in chat.slack.messages(CHANNEL))
+    )
+    message = [m for m in chat.slack.messages(CHANNEL) if "Approval" in m.get("text", "")][-1]
+    await chat.driver.block_action(blocks.REJECT_ACTION, user=LEAD2, message_ts=message["ts"])
+    await chat.wait(lambda: "rejected" in json.dumps(chat.slack.message(CHANNEL, message["ts"])))
+    assert (await chat.scenario.json("ops", "history")) == []
+
+
+async def test_a_replayed_confirmation_runs_once(chat: Chat):
+    await chat.bot.door.refresh_groups()
+    await chat.driver.command("/queue", "pause sla")
+    view = await _plan_view(chat, OPS)
+    first = await chat.driver.view_submission(view)
+    await chat.driver.replay(first.request)
+    await chat.wait(lambda: chat.final() is not None)
+    await asyncio.sleep(1.0)
+    history = await chat.scenario.json("ops", "history")
+    assert [h["kind"] for h in history] == ["pause"]
+
+
+@pytest.mark.protected
+async def test_protected_environment_needs_the_target_typed(chat: Chat):
+    await chat.bot.door.refresh_groups()
+    await chat.driver.command("/queue", "pause sla")
+    view = await _plan_view(chat, OPS)
+    assert any(b.get("block_id") == blocks.CONFIRM_BLOCK for b in view["blocks"])
+    typed = {
+        blocks.CONFIRM_BLOCK: {
+            blocks.CONFIRM_ACTION: {"type": "plain_text_input", "value": "other"}
+        }
+    }
+    wrong = await chat.driver.view_submission(view, values=typed)
+    assert wrong.json["response_action"] == "errors"
+    assert "type sla exactly" in wrong.json["errors"][blocks.CONFIRM_BLOCK]
+    typed[blocks.CONFIRM_BLOCK][blocks.CONFIRM_ACTION]["value"] = "sla"
+    right = await chat.driver.view_submission(view, values=typed)
+    assert right.status == 200
+    await chat.wait(lambda: chat.final() is not None)
+    status = await chat.scenario.json("queue", "status", "sla", "--env", "test")
+    assert status["queues"][0]["paused"] is True
+
+
+async def test_no_secret_reaches_slack(chat: Chat):
+    await chat.bot.door.refresh_groups()
+    await chat.driver.command("/queue", "pause sla")
+    view = await _plan_view(chat, OPS)
+    await chat.driver.view_submission(view)
+    await chat.wait(lambda: chat.final() is not None)
+    everything = json.dumps([c.args for c in chat.slack.calls])
+    assert SECRET not in everything
+    assert chat.slack.bot_token not in everything
