@@ -244,6 +244,9 @@ class BotSettings(BaseSettings):
     CHATOPS_LOG_FORMAT: Literal["text", "json"] = "text"
     # How often a running operation proves it is alive; five missed beats mark it interrupted.
     CHATOPS_HEARTBEAT_S: float = Field(2.0, gt=0)
+    # Longest wait for one Redis reply; BullMQ's keys are small and every call the bot makes is
+    # short, so a slow answer means an unreachable server (reported, never waited out).
+    CHATOPS_REDIS_TIMEOUT_S: float = Field(15.0, gt=0)
     SLACK_BOT_TOKEN: str | None = None
     SLACK_SIGNING_SECRET: str | None = None
     SLACK_APP_TOKEN: str | None = None

@@ -24,12 +24,12 @@ logger = logging.getLogger(__name__)
 _REDIS_SOCKET_TIMEOUT_S = 15.0
 
 
-def redis_client(url: str) -> redis.Redis:
+def redis_client(url: str, *, timeout_s: float = _REDIS_SOCKET_TIMEOUT_S) -> redis.Redis:
     return redis.Redis.from_url(
         url,
         decode_responses=True,
-        socket_timeout=_REDIS_SOCKET_TIMEOUT_S,
-        socket_connect_timeout=5.0,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=min(5.0, timeout_s),
     )
 
 
@@ -53,7 +53,7 @@ class Runtime:
 
     def _client(self, url: str) -> redis.Redis:
         if url not in self._redis:
-            self._redis[url] = redis_client(url)
+            self._redis[url] = redis_client(url, timeout_s=self.settings.CHATOPS_REDIS_TIMEOUT_S)
         return self._redis[url]
 
     @property

@@ -4,15 +4,18 @@ calling the fake Slack Web API over HTTP, and the real Redis and Node BullMQ wor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
+from bot.clock import Clock, SystemClock
 from bot.runtime import open_runtime
 from bot.slack import blocks
 from bot.slack.app import SlackBot, build_bot
@@ -49,14 +52,11 @@ class Chat:
             db.close()
 
 
-@pytest.fixture
-async def chat(
-    request: pytest.FixtureRequest, scenario: Scenario, fake_slack: FakeSlack
-) -> AsyncIterator[Chat]:
-    if request.node.get_closest_marker("protected"):
-        scenario.configure(protected=True)
+def configure(scenario: Scenario, fake_slack: FakeSlack) -> dict[str, str]:
+    """The scenario's environment behind Slack roles; the bot's environment variables."""
     fake_slack.usergroups = {"S_ONCALL": [OPS], "S_LEADS": [LEAD, LEAD2]}
-    fake_slack.add_channel(CHANNEL, name="ops-test")
+    if CHANNEL not in fake_slack.channels:
+        fake_slack.add_channel(CHANNEL, name="ops-test")
     scenario.configure(channel="#ops-test")
     scenario.extra_config = {
         "roles": {"operator": {"groups": ["S_ONCALL"]}, "approver": {"groups": ["S_LEADS"]}},
@@ -66,27 +66,39 @@ async def chat(
         },
         "approvals": {"resume": {"test": 1}},
     }
-    environ = {
+    return {
         **scenario.environ(),
         "SLACK_BOT_TOKEN": fake_slack.bot_token,
         "SLACK_SIGNING_SECRET": SECRET,
         "SLACK_API_URL": fake_slack.api_url,
     }
-    async with open_runtime(environ) as rt:
+
+
+@contextlib.asynccontextmanager
+async def running_bot(
+    scenario: Scenario, fake_slack: FakeSlack, environ: dict[str, str], clock: Clock | None = None
+) -> AsyncIterator[Chat]:
+    async with open_runtime(environ, clock=clock) as rt:
         bot = build_bot(rt)
         runner, port = await bot.start_http("127.0.0.1", 0)
         try:
             async with bot.running():
-                driver = SlackDriver(
-                    f"http://127.0.0.1:{port}/slack/events",
-                    SECRET,
-                    fake_slack,
-                    user=OPS,
-                    channel=CHANNEL,
-                )
+                url = f"http://127.0.0.1:{port}/slack/events"
+                driver = SlackDriver(url, SECRET, fake_slack, user=OPS, channel=CHANNEL)
                 yield Chat(fake_slack, driver, bot, scenario)
         finally:
             await runner.cleanup()
+
+
+@pytest.fixture
+async def chat(
+    request: pytest.FixtureRequest, scenario: Scenario, fake_slack: FakeSlack
+) -> AsyncIterator[Chat]:
+    if request.node.get_closest_marker("protected"):
+        scenario.configure(protected=True)
+    environ = configure(scenario, fake_slack)
+    async with running_bot(scenario, fake_slack, environ) as chat:
+        yield chat
 
 
 async def _plan_view(chat: Chat, user: str) -> dict[str, Any]:
@@ -258,3 +270,119 @@ async def test_no_secret_reaches_slack(chat: Chat):
     everything = json.dumps([c.args for c in chat.slack.calls])
     assert SECRET not in everything
     assert chat.slack.bot_token not in everything
+
+
+async def _progress_messages(chat: Chat) -> list[dict[str, Any]]:
+    return [m for m in chat.slack.messages(CHANNEL) if "Approval" not in m.get("text", "")]
+
+
+async def test_cancel_button_stops_a_drain_and_restores_the_flag(chat: Chat):
+    await chat.bot.door.refresh_groups()
+    chat.scenario.configure(drain={"stall_s": 120, "timeout_s": 120, "poll_interval_s": 0.2})
+    await chat.scenario.produce("sla", 5)  # no worker: the drain waits
+    await chat.driver.command("/queue", "drain sla")
+    await chat.driver.view_submission(await _plan_view(chat, OPS))
+
+    def running_with_cancel() -> bool:
+        return any(
+            blocks.CANCEL_ACTION in json.dumps(m["blocks"]) for m in chat.slack.messages(CHANNEL)
+        )
+
+    await chat.wait(running_with_cancel)
+    await chat.wait(lambda: chat.slack.messages(CHANNEL)[0]["text"].endswith("running"))
+    message = chat.slack.messages(CHANNEL)[0]
+    async with asyncio.timeout(10):
+        while await chat.scenario.flag() != "false":
+            await asyncio.sleep(0.1)
+    await chat.driver.block_action(blocks.CANCEL_ACTION, user=OPS, message_ts=message["ts"])
+    await chat.wait(lambda: chat.final("cancelled") is not None)
+    assert await chat.scenario.flag() == "true"
+    assert (await chat.scenario.counts())["waiting"] == 5
+
+
+async def test_redis_unreachable_is_answered_not_hung(scenario: Scenario, fake_slack: FakeSlack):
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    silent = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    environ = configure(scenario, fake_slack)
+    scenario.configure(redis_url=f"redis://127.0.0.1:{port}/0")
+    environ = {**scenario.environ(), **{k: environ[k] for k in environ if k.startswith("SLACK")}}
+    environ["CHATOPS_REDIS_TIMEOUT_S"] = "1"
+    try:
+        async with running_bot(scenario, fake_slack, environ) as chat:
+            await chat.bot.door.refresh_groups()
+            status = await chat.driver.command("/queue", "status sla")
+            assert status.status == 200 and status.elapsed_s < 3
+            await chat.wait(lambda: bool(chat.slack.responses(status.response_url)), timeout_s=15)
+            assert (
+                "Redis unreachable for test" in chat.slack.responses(status.response_url)[0]["text"]
+            )
+            drain = await chat.driver.command("/queue", "drain sla")
+            assert drain.status == 200 and drain.elapsed_s < 3
+            await chat.wait(
+                lambda: "Redis unreachable" in json.dumps(chat.slack.open_views(OPS)), timeout_s=15
+            )
+    finally:
+        for writer in accepted:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()
+
+
+async def test_the_final_message_survives_a_slack_outage_and_a_restart(
+    scenario: Scenario, fake_slack: FakeSlack
+):
+    environ = configure(scenario, fake_slack)
+    async with running_bot(scenario, fake_slack, environ) as chat:
+        await chat.bot.door.refresh_groups()
+        await chat.driver.command("/queue", "pause sla")
+        view = await _plan_view(chat, OPS)
+        fake_slack.fail_all(status=500, for_s=3600)
+        await chat.driver.view_submission(view)
+        history: list[dict[str, Any]] = []
+        async with asyncio.timeout(20):
+            while not history or history[0]["outcome"] == "running":
+                history = await scenario.json("ops", "history")
+                await asyncio.sleep(0.2)
+        assert history[0]["outcome"] == "succeeded"
+    # The bot is gone; its messages wait in the outbox. Slack comes back; a new bot starts.
+    assert chat.final() is None
+    fake_slack.recover()
+    async with running_bot(scenario, fake_slack, environ) as chat:
+        await chat.wait(lambda: chat.final() is not None, timeout_s=30)
+        await asyncio.sleep(1.0)
+    progress = [m for m in fake_slack.messages(CHANNEL) if "pause sla" in m.get("text", "")]
+    assert len(progress) == 1  # posted once, then updated in place
+    assert fake_slack.rate_limited == 0
+
+
+class OffsetClock(SystemClock):
+    """Real time, moved forward on demand: approvals expire without waiting 30 minutes."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def now(self) -> datetime:
+        return super().now() + self.offset
+
+
+async def test_an_unanswered_approval_expires(scenario: Scenario, fake_slack: FakeSlack):
+    environ = configure(scenario, fake_slack)
+    clock = OffsetClock()
+    async with running_bot(scenario, fake_slack, environ, clock=clock) as chat:
+        await chat.bot.door.refresh_groups()
+        await chat.driver.command("/queue", "resume sla", user=LEAD)
+        await chat.driver.view_submission(await _plan_view(chat, LEAD))
+        await chat.wait(
+            lambda: any("Approval" in m.get("text", "") for m in fake_slack.messages(CHANNEL))
+        )
+        clock.offset = timedelta(minutes=31)
+        await chat.bot.door.expire_approvals()
+        message = [m for m in fake_slack.messages(CHANNEL) if "Approval" in m.get("text", "")][-1]
+        await chat.wait(lambda: "expired" in json.dumps(fake_slack.message(CHANNEL, message["ts"])))
+        assert any(kind == "expired" for _, kind, _ in chat.audit())
+    assert await scenario.json("ops", "history") == []
