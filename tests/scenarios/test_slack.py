@@ -386,3 +386,52 @@ async def test_an_unanswered_approval_expires(scenario: Scenario, fake_slack: Fa
         await chat.wait(lambda: "expired" in json.dumps(fake_slack.message(CHANNEL, message["ts"])))
         assert any(kind == "expired" for _, kind, _ in chat.audit())
     assert await scenario.json("ops", "history") == []
+
+
+async def test_rollback_in_a_protected_environment_needs_another_approver(
+    scenario: Scenario, fake_slack: FakeSlack
+):
+    from tests.scenarios.test_worker_cli import _fleet
+
+    async for fleet in _fleet(scenario, "releases"):
+        for ref in ("v1", "v2"):
+            done = await fleet.chatops(
+                "worker", "deploy", "notification", "--env", "test", "--ref", ref, "--yes"
+            )
+            assert done.code == 0, done.output
+        scenario.configure(protected=True)
+        environ = configure(scenario, fake_slack)  # writes the configuration file
+        async with running_bot(scenario, fake_slack, environ) as chat:
+            await chat.bot.door.refresh_groups()
+            await chat.driver.command("/worker", "rollback notification", user=LEAD)
+            view = await _plan_view(chat, LEAD)
+            assert fleet.commits["v1"][:12] in json.dumps(view["blocks"])
+            typed = {
+                blocks.CONFIRM_BLOCK: {
+                    blocks.CONFIRM_ACTION: {"type": "plain_text_input", "value": "notification"}
+                }
+            }
+            await chat.driver.view_submission(view, values=typed)
+
+            def request() -> dict[str, Any] | None:
+                found = [m for m in fake_slack.messages(CHANNEL) if "Approval" in m.get("text", "")]
+                return found[-1] if found else None
+
+            await chat.wait(lambda: request() is not None)
+            message = request()
+            assert message is not None
+            await chat.driver.block_action(
+                blocks.APPROVE_ACTION, user=LEAD, message_ts=message["ts"]
+            )
+            await chat.wait(
+                lambda: any("own request" in e["text"] for e in fake_slack.ephemerals(user=LEAD))
+            )
+            assert await fleet.running_release() == "v2"
+            await chat.driver.block_action(
+                blocks.APPROVE_ACTION, user=LEAD2, message_ts=message["ts"]
+            )
+            await chat.wait(lambda: chat.final() is not None, timeout_s=90)
+        assert await fleet.running_release() == "v1"
+        history = await scenario.json("ops", "history")
+        assert history[0]["kind"] == "rollback" and history[0]["outcome"] == "succeeded"
+        assert history[0]["actor"] == LEAD
