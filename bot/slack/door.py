@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis.asyncio as redis
 from slack_sdk.errors import SlackApiError
@@ -78,6 +79,17 @@ class SlackDoor:
 
     def secrets(self) -> tuple[str, ...]:
         return self.rt.secrets
+
+    def _is_slack_url(self, url: object) -> bool:
+        """Only Slack's own response_urls (or those of the Slack at SLACK_API_URL) are posted
+        to: private_metadata comes back from outside, so it must not choose where we POST."""
+        if not isinstance(url, str):
+            return False
+        prefixes = ["https://hooks.slack.com/"]
+        if self.rt.settings.SLACK_API_URL:
+            parts = urlsplit(self.rt.settings.SLACK_API_URL)
+            prefixes.append(f"{parts.scheme}://{parts.netloc}/")
+        return url.startswith(tuple(prefixes))
 
     def env_for(self, parsed_env: str | None, origin: Origin) -> str:
         if parsed_env is not None:
@@ -228,6 +240,7 @@ class SlackDoor:
             "user": origin.user,
             "channel": origin.channel,
             "channel_name": origin.channel_name,
+            "response_url": origin.response_url,
         }
         try:
             opened = await self.client.views_open(
@@ -285,7 +298,13 @@ class SlackDoor:
                 errors={blocks.CONFIRM_BLOCK: "this request cannot be read; run the command again"},
             )
             return
-        origin = Origin(user, channel, str(metadata.get("channel_name", "")), None)
+        response_url = metadata.get("response_url")
+        origin = Origin(
+            user,
+            channel,
+            str(metadata.get("channel_name", "")),
+            response_url if self._is_slack_url(response_url) else None,
+        )
         shown = f"/{parsed.command} {metadata['text']}".strip()
         if metadata.get("user") != user or not parsed.mutating:
             # A forged or replayed modal: someone else's request, or nothing to run.
@@ -357,6 +376,7 @@ class SlackDoor:
             actor=origin.user,
             title=f"{plan.kind} {plan.target} in {plan.env}",
             rollback_value=rollback,
+            fallback_url=origin.response_url,
         )
         try:
             outcome = await service.run(

@@ -44,6 +44,7 @@ _PERMANENT = {
     "account_inactive",
     "user_not_in_channel",
 }
+_NOT_A_MEMBER = {"not_in_channel", "channel_not_found"}
 _LEASE_S = 60.0
 _MAX_BACKOFF_S = 60.0
 
@@ -56,23 +57,37 @@ class Outbox:
         self._clock = clock
 
     async def post(
-        self, key: str, *, channel: str, text: str, blocks: list[dict[str, Any]]
+        self,
+        key: str,
+        *,
+        channel: str,
+        text: str,
+        blocks: list[dict[str, Any]],
+        fallback_url: str | None = None,
     ) -> None:
+        """A new message; where the bot is not in the channel, `fallback_url` (a command's
+        response_url) carries it instead, with its final state only (5 uses per URL)."""
+        args: dict[str, Any] = {"channel": channel, "text": text, "blocks": blocks}
+        if fallback_url:
+            args["fallback_url"] = fallback_url
         await self._store.enqueue_slack(
-            message_key=key,
-            method=POST,
-            args={"channel": channel, "text": text, "blocks": blocks},
-            now=self._clock.now(),
+            message_key=key, method=POST, args=args, now=self._clock.now()
         )
 
     async def update(
-        self, key: str, *, text: str, blocks: list[dict[str, Any]], delay_s: float = 0.0
+        self,
+        key: str,
+        *,
+        text: str,
+        blocks: list[dict[str, Any]],
+        delay_s: float = 0.0,
+        final: bool = False,
     ) -> None:
         """The newest state of message `key`; an unsent older update of it is replaced."""
         await self._store.enqueue_slack(
             message_key=key,
             method=UPDATE,
-            args={"text": text, "blocks": blocks, "delay_s": delay_s},
+            args={"text": text, "blocks": blocks, "delay_s": delay_s, "final": final},
             now=self._clock.now(),
             coalesce=True,
         )
@@ -189,12 +204,25 @@ class OutboxSender:
 
     async def _post(self, entry: Any, args: dict[str, Any]) -> None:
         parent_key = args.pop("thread_of", None)
+        fallback_url = args.pop("fallback_url", None)
         if parent_key is not None:
             parent = await self._store.slack_message(parent_key)
-            if parent is None or parent.ts is None:
+            if parent is None or (parent.ts is None and parent.response_url is None):
                 raise _Later(1.0, "thread parent not posted yet")
+            if parent.response_url:
+                # No thread under a response_url answer: the output stays in `chatops ops show`.
+                await self._store.slack_sent(
+                    entry.id, result={"skipped": "no thread"}, now=self._clock.now()
+                )
+                return
             args["channel"], args["thread_ts"] = parent.channel, parent.ts
-        response = await self._client.api_call(POST, json=args)
+        try:
+            response = await self._client.api_call(POST, json=args)
+        except SlackApiError as exc:
+            if fallback_url and exc.response.get("error") in _NOT_A_MEMBER:
+                await self._post_via_url(entry, args, fallback_url)
+                return
+            raise
         ts = str(response["ts"])
         channel = str(response.get("channel") or args["channel"])
         if parent_key is None:
@@ -203,8 +231,27 @@ class OutboxSender:
             entry.id, result={"ts": ts, "channel": channel}, now=self._clock.now()
         )
 
+    async def _post_via_url(self, entry: Any, args: dict[str, Any], url: str) -> None:
+        payload = {"response_type": "in_channel", "text": args["text"], "blocks": args["blocks"]}
+        await self._post_url(entry, url, payload)
+        await self._store.set_slack_message(
+            entry.message_key, channel=str(args["channel"]), ts=None, response_url=url
+        )
+        await self._store.slack_sent(
+            entry.id, result={"via": "response_url"}, now=self._clock.now()
+        )
+
     async def _update(self, entry: Any, args: dict[str, Any]) -> None:
         message = await self._store.slack_message(entry.message_key)
+        final = bool(args.pop("final", False))
+        if message is not None and message.response_url:
+            if final:
+                payload = {"replace_original": True, "text": args["text"], "blocks": args["blocks"]}
+                await self._post_url(entry, message.response_url, payload)
+            await self._store.slack_sent(
+                entry.id, result={"via": "response_url"}, now=self._clock.now()
+            )
+            return
         if message is None or message.ts is None:
             raise _Later(1.0, "message not posted yet")
         # At most one update every `delay_s` per message (0 for a step change), within the budget.
@@ -221,15 +268,18 @@ class OutboxSender:
         await self._store.slack_sent(entry.id, result={"ts": message.ts}, now=self._clock.now())
 
     async def _respond(self, entry: Any, args: dict[str, Any]) -> None:
+        ok = await self._post_url(entry, args["url"], args["payload"])
+        await self._store.slack_sent(entry.id, result={"ok": ok}, now=self._clock.now())
+
+    async def _post_url(self, entry: Any, url: str, payload: dict[str, Any]) -> bool:
         if self._session is None:
             self._session = aiohttp.ClientSession()
         async with self._session.post(
-            args["url"], json=args["payload"], timeout=aiohttp.ClientTimeout(total=10)
+            url, json=payload, timeout=aiohttp.ClientTimeout(total=10)
         ) as response:
             if response.status == 429 or response.status >= 500:
                 raise _Later(self._backoff(entry), f"HTTP {response.status}")
-            ok = response.status < 400
-        await self._store.slack_sent(entry.id, result={"ok": ok}, now=self._clock.now())
+            return response.status < 400
 
     async def _retry(self, entry: Any, delay_s: float, reason: str) -> None:
         await self._store.slack_retry(

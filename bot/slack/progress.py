@@ -34,6 +34,7 @@ class SlackProgress:
     actor: str  # Slack user id
     title: str
     rollback_value: str | None = None  # shown after a failed deploy
+    fallback_url: str | None = None  # the command's response_url, where the bot is no member
     op_id: str = ""
     steps: list[list[str | None]] = field(default_factory=list)  # [name, state, detail]
     state: str = "running"
@@ -52,7 +53,11 @@ class SlackProgress:
             self.op_id = event.op_id
             self.steps = [[name, "pending", None] for name in event.steps]
             await self.outbox.post(
-                self.key, channel=self.channel, text=self._text(), blocks=self._blocks()
+                self.key,
+                channel=self.channel,
+                text=self._text(),
+                blocks=self._blocks(),
+                fallback_url=self.fallback_url,
             )
         elif isinstance(event, StepStarted):
             self.steps[event.index][1:] = ["running", None]
@@ -75,14 +80,15 @@ class SlackProgress:
         elif isinstance(event, OperationFinished):
             self.state, self.summary, self.validation = event.state, event.summary, event.validation
             await self._flush_thread()
-            await self._update(step_change=True)
+            await self._update(step_change=True, final=True)
 
-    async def _update(self, *, step_change: bool) -> None:
+    async def _update(self, *, step_change: bool, final: bool = False) -> None:
         await self.outbox.update(
             self.key,
             text=self._text(),
             blocks=self._blocks(),
             delay_s=0.0 if step_change else LIVE_UPDATE_EVERY_S,
+            final=final,
         )
 
     async def _flush_thread(self) -> None:

@@ -271,6 +271,8 @@ class SlackMessage(Base):
     channel: Mapped[str] = mapped_column(String(255))
     ts: Mapped[str | None] = mapped_column(String(64))
     thread_ts: Mapped[str | None] = mapped_column(String(64))
+    # Set instead of `ts` when the message went through a command's response_url.
+    response_url: Mapped[str | None] = mapped_column(Text)
 
 
 class SeenRequest(Base):

@@ -214,3 +214,4 @@ class SlackMessageRecord:
     channel: str
     ts: str | None
     thread_ts: str | None
+    response_url: str | None = None

@@ -482,10 +482,22 @@ class SlackStore:
             return None if row is None else _slack_message_record(row)
 
     async def set_slack_message(
-        self, message_key: str, *, channel: str, ts: str | None, thread_ts: str | None = None
+        self,
+        message_key: str,
+        *,
+        channel: str,
+        ts: str | None,
+        thread_ts: str | None = None,
+        response_url: str | None = None,
     ) -> None:
         """Record (or replace) where the message known as `message_key` lives."""
-        values = {"message_key": message_key, "channel": channel, "ts": ts, "thread_ts": thread_ts}
+        values = {
+            "message_key": message_key,
+            "channel": channel,
+            "ts": ts,
+            "thread_ts": thread_ts,
+            "response_url": response_url,
+        }
         statement = self._insert(SlackMessage).values(values)
         statement = statement.on_conflict_do_update(
             index_elements=[SlackMessage.message_key],
@@ -493,6 +505,7 @@ class SlackStore:
                 "channel": statement.excluded.channel,
                 "ts": statement.excluded.ts,
                 "thread_ts": statement.excluded.thread_ts,
+                "response_url": statement.excluded.response_url,
             },
         )
         async with self._transaction() as session:
@@ -662,5 +675,9 @@ def _outbox_entry(row: SlackOutbox) -> OutboxEntry:
 
 def _slack_message_record(row: SlackMessage) -> SlackMessageRecord:
     return SlackMessageRecord(
-        message_key=row.message_key, channel=row.channel, ts=row.ts, thread_ts=row.thread_ts
+        message_key=row.message_key,
+        channel=row.channel,
+        ts=row.ts,
+        thread_ts=row.thread_ts,
+        response_url=row.response_url,
     )

@@ -435,3 +435,21 @@ async def test_rollback_in_a_protected_environment_needs_another_approver(
         history = await scenario.json("ops", "history")
         assert history[0]["kind"] == "rollback" and history[0]["outcome"] == "succeeded"
         assert history[0]["actor"] == LEAD
+
+
+async def test_where_the_bot_is_no_member_progress_comes_through_the_response_url(chat: Chat):
+    await chat.bot.door.refresh_groups()
+    response = await chat.driver.command("/queue", "pause sla")
+    view = await _plan_view(chat, OPS)
+    chat.slack.fail("chat.postMessage", error="not_in_channel", times=1)
+    await chat.driver.view_submission(view)
+
+    def answered() -> bool:
+        return any(
+            "succeeded" in json.dumps(p) for p in chat.slack.responses(response.response_url)
+        )
+
+    await chat.wait(answered)
+    posts = chat.slack.responses(response.response_url)
+    assert len(posts) <= 2  # the first state and the final one: within the URL's 5 uses
+    assert not [c for c in chat.slack.calls_to("chat.postMessage") if c.ok]

@@ -114,7 +114,7 @@ async def test_upgrading_from_0001_keeps_the_data(db_url: str) -> None:
         assert {d[1].name for d in diff if d[0] == "add_table"} == SLACK_TABLES
 
         await store.upgrade()
-        assert await store.revision() == migrate.head_revision() == "0002"
+        assert await store.revision() == migrate.head_revision() == "0003"
         assert await store.get_operation(op.id) == before
         assert await store.audit_events(limit=10) == events
         assert [r.id for r in await store.pending_restores(op.id)] == [restore]
@@ -146,12 +146,12 @@ async def test_downgrading_to_0001_drops_only_the_slack_tables(store: Store, db_
     assert not tables & SLACK_TABLES
     assert len(await store.audit_events(limit=10)) == 1
     await store.upgrade()
-    assert await store.revision() == "0002"
+    assert await store.revision() == "0003"
     assert await store.pending_slack(limit=10) == []
 
 
 async def test_the_slack_models_match_the_migration(store: Store, db_url: str) -> None:
-    assert await store.revision() == "0002"
+    assert await store.revision() == "0003"
     tables = await with_connection(db_url, lambda c: set(inspect(c).get_table_names()))
     assert tables >= SLACK_TABLES
     assert await with_connection(db_url, model_diff) == []
@@ -710,3 +710,10 @@ async def test_slack_datetimes_come_back_aware_in_utc(store: Store) -> None:
     assert entry.claimed_until == datetime(2025, 6, 1, 12, 0, 1, tzinfo=UTC)
     with pytest.raises(ValueError, match="naive"):
         await store.remember_request("x", now=datetime(2025, 1, 1))
+
+
+async def test_a_message_can_live_behind_a_response_url(store: Store) -> None:
+    url = "https://hooks.slack.com/commands/T1/" + "x" * 120
+    await store.set_slack_message("op-1:progress", channel="C1", ts=None, response_url=url)
+    found = await store.slack_message("op-1:progress")
+    assert found is not None and found.response_url == url and found.ts is None
