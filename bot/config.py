@@ -51,6 +51,8 @@ class DrainConfig(_Model):
     stall_s: float = Field(60.0, gt=0)
     timeout_s: float = Field(300.0, gt=0)
     poll_interval_s: float = Field(1.0, gt=0)
+    # Producers may cache the flag this long (the README's contract): adds within it are allowed.
+    producer_grace_s: float = Field(3.0, ge=0)
 
 
 class FlagsConfig(_Model):

@@ -119,7 +119,13 @@ async def plan_for(rt: Runtime, req: OperationRequest) -> Plan:
             timeout_s = req.timeout_s or env.drain.timeout_s
             if timeout_s <= 0:
                 raise BadInput("--timeout-s must be positive")
-            params = DrainParams(queue, timeout_s, env.drain.stall_s, env.drain.poll_interval_s)
+            params = DrainParams(
+                queue,
+                timeout_s,
+                env.drain.stall_s,
+                env.drain.poll_interval_s,
+                env.drain.producer_grace_s,
+            )
             return drain_plan(req.env, env, params)
         if req.kind == "pause":
             return pause_plan(req.env, env, queue)

@@ -667,6 +667,31 @@ def serve(
         _fail(str(exc), exc.exit_code)
 
 
+@app.command("console")
+def console_command(
+    env: Annotated[
+        str | None,
+        typer.Option("--env", "-e", help="Environment (default: the only one configured)."),
+    ] = None,
+    no_live: Annotated[
+        bool, typer.Option("--no-live", help="Plain lines, no live regions (for pipes and logs).")
+    ] = False,
+) -> None:
+    """Type slash commands in a terminal: the Slack door's answers, modals and progress here."""
+    from bot.console.repl import run_console
+
+    environ = dict(os.environ)
+    try:
+        configure_logging(BotSettings.from_environ(environ))
+        code = asyncio.run(run_console(environ, env=env, console=out, live=not no_live))
+    except BotError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted; a running operation puts back what it changed (chatops ops history)", 1)
+    if code:
+        raise typer.Exit(code)
+
+
 @app.command("manifest")
 def manifest(
     http_url: Annotated[

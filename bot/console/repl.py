@@ -2,7 +2,7 @@
 would send it (signed slash commands, modal submissions, button clicks on `/slack/events`), and
 what the bot answers comes back through the terminal Slack (`server.py`).
 
-    async with ...: await run_console(environ, env="prod", console=Console())
+    code = await run_console(dict(os.environ), env="staging", console=Console())
 
 The bot runs in-process with a per-session random token and signing secret, its Web API pointed
 at the terminal server; the user is `console:<os-user>`, given every permission by a role that
@@ -549,6 +549,7 @@ async def run_console(
             for line in await recover_interrupted(rt):
                 screen.note(f"recovered: {line}", style="yellow")
             bot = build_bot(rt)
+            bot.door.source = "console"
             runner, port = await bot.start_http("127.0.0.1", 0)
             try:
                 async with (

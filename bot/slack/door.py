@@ -52,8 +52,11 @@ class Origin:
 
 
 class SlackDoor:
-    def __init__(self, rt: Runtime, client: AsyncWebClient, groups: GroupCache) -> None:
+    def __init__(
+        self, rt: Runtime, client: AsyncWebClient, groups: GroupCache, *, source: str = "slack"
+    ) -> None:
         self.rt = rt
+        self.source = source  # "console" when the terminal console drives this door
         self.client = client
         self.groups = groups
         self.rbac = Rbac(rt.config, groups)
@@ -120,7 +123,7 @@ class SlackDoor:
     async def audit_refusal(self, origin: Origin, env: str | None, command: str, why: str) -> None:
         await self.rt.store.audit(
             actor=origin.user,
-            source="slack",
+            source=self.source,
             kind="refused",
             command=command,
             outcome=why,
@@ -197,7 +200,7 @@ class SlackDoor:
                     break
                 assert allowed is not None
                 allowed |= granted
-        lines = help_lines(parsed.target, allowed)
+        lines = [blocks.escape(line) for line in help_lines(parsed.target, allowed)]
         where = f" in {env}" if env else ""
         await respond(
             response_type="ephemeral", text=f"What you may run{where}:\n" + "\n".join(lines)
@@ -382,7 +385,7 @@ class SlackDoor:
             outcome = await service.run(
                 self.rt,
                 plan,
-                actor=Actor(origin.user, "slack"),
+                actor=Actor(origin.user, self.source),
                 command=command,
                 reason=reason,
                 sink=progress,
@@ -467,7 +470,7 @@ class SlackDoor:
         )
         await self.rt.store.audit(
             actor=user,
-            source="slack",
+            source=self.source,
             kind=decision,
             command=approval.command,
             outcome="counted" if outcome.accepted else f"refused: {outcome.reason}",
@@ -527,7 +530,7 @@ class SlackDoor:
             )
             await self.rt.store.audit(
                 actor="chatops",
-                source="slack",
+                source=self.source,
                 kind="expired",
                 command=approval.command,
                 outcome="expired",
@@ -557,7 +560,7 @@ class SlackDoor:
             )
             return
         try:
-            await service.cancel(self.rt, op_id, actor=Actor(user, "slack"))
+            await service.cancel(self.rt, op_id, actor=Actor(user, self.source))
         except BotError as exc:
             await self._tell(origin, f"❌ {exc}")
 

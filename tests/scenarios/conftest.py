@@ -50,7 +50,7 @@ class Scenario:
             "redis_url": self.redis_url,
             "prefix": self.prefix,
             "queues": ["sla", "other"],
-            "drain": {"stall_s": 6, "timeout_s": 60, "poll_interval_s": 0.2},
+            "drain": {"stall_s": 6, "timeout_s": 60, "poll_interval_s": 0.2, "producer_grace_s": 0},
         }
 
     @property

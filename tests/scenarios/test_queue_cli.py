@@ -301,3 +301,20 @@ async def test_lock_release_frees_a_held_lock_audited_and_the_holder_stops(scena
     shown = await scenario.json("ops", "show", op["id"])
     assert shown["state"] == "cancelled"
     assert any(a["kind"] == "lock_release" and a["reason"] == "holder hung" for a in shown["audit"])
+
+
+async def test_a_job_scheduler_firing_during_a_drain_is_not_a_rogue_producer(scenario: Scenario):
+    import bullmq
+
+    from tests.conftest import REDIS_URL
+
+    queue = bullmq.Queue("sla", {"connection": REDIS_URL, "prefix": scenario.prefix})
+    try:
+        await queue.upsertJobScheduler("heartbeat", {"every": 400}, "beat", {})
+    finally:
+        await queue.close()
+    await scenario.produce("sla", 100, "--data", json.dumps({"ms": 30}))
+    async with scenario.node_worker(CONCURRENCY="5"):
+        result = await scenario.chatops("queue", "drain", "sla", "--env", "test", "--yes")
+    assert result.code == 0, result.output
+    assert "1 job scheduler(s) will keep adding repeat jobs" in result.stdout

@@ -13,10 +13,12 @@ from bot.errors import OperationFailed, Refused
 from bot.flags import get_flag, set_flag
 from bot.queues import (
     EventTail,
+    QueueEvent,
     QueueState,
     completed_total,
     connected_workers,
     delayed_due_count,
+    job_id_counter,
     read_states,
     scheduler_count,
 )
@@ -28,6 +30,7 @@ class DrainParams:
     timeout_s: float
     stall_s: float
     poll_interval_s: float
+    producer_grace_s: float = 0.0
 
 
 def drain_plan(env_name: str, env: EnvironmentConfig, params: DrainParams) -> Plan:
@@ -55,6 +58,48 @@ def drain_plan(env_name: str, env: EnvironmentConfig, params: DrainParams) -> Pl
         ),
         params={"queue": q, "timeout_s": params.timeout_s},
     )
+
+
+async def _check_producers(ctx: StepContext, params: DrainParams, tail: EventTail | None) -> None:
+    """Fail when jobs were added while producers should hold them.
+
+    BullMQ increments `<prefix>:<queue>:id` on every add, so one GET a poll notices any add,
+    however busy the queue (its events stream is trimmed near 10k entries: reading it every poll
+    would both cost CPU and lose entries). Only when the counter moved are the events read, to
+    tell a job scheduler's next iteration (ids `repeat:...`) from a producer ignoring the flag.
+    """
+    if "flag_off_at" not in ctx.results:
+        return  # the flag was already off: we do not know since when
+    q = params.queue
+    counter = await job_id_counter(ctx.redis, prefix=ctx.env.prefix, queue=q)
+    moved = counter - ctx.results["ids_before"]
+    if not moved:
+        return
+    ctx.results["ids_before"] = counter
+    added = [e.job_id for e in await _read_all(tail) if e.event == "added" and e.job_id]
+    if ctx.clock.monotonic() - ctx.results["flag_off_at"] < params.producer_grace_s:
+        return  # still within the producers' cache time
+    scheduled = sum(1 for job_id in added if job_id.startswith("repeat:"))
+    rogue = [job_id for job_id in added if not job_id.startswith("repeat:")]
+    unexplained = max(len(rogue), moved - scheduled)
+    if unexplained > 0:
+        first = f" (first: {', '.join(rogue[:5])})" if rogue else ""
+        raise OperationFailed(
+            f"a producer ignores the flag: {unexplained} job(s) added to {q} while "
+            f"{ctx.env.flag_key} was false{first}"
+        )
+
+
+async def _read_all(tail: EventTail | None, *, max_reads: int = 20) -> list[QueueEvent]:
+    events: list[QueueEvent] = []
+    if tail is None:
+        return events
+    for _ in range(max_reads):
+        batch = await tail.read(block_ms=0)
+        events += batch
+        if len(batch) < tail.count:
+            break
+    return events
 
 
 def _remaining(state: QueueState, due: int) -> int:
@@ -96,7 +141,11 @@ async def _flag_off(ctx: StepContext, params: DrainParams) -> str:
     tail = await EventTail.open(ctx.redis, prefix=ctx.env.prefix, queue=params.queue)
     ctx.resources.push_async_callback(tail.close)
     ctx.results["tail"] = tail
+    ctx.results["ids_before"] = await job_id_counter(
+        ctx.redis, prefix=ctx.env.prefix, queue=params.queue
+    )
     await set_flag(ctx.redis, key, False)
+    ctx.results["flag_off_at"] = ctx.clock.monotonic()
     return f"{key} = false"
 
 
@@ -119,7 +168,6 @@ async def _watch(ctx: StepContext, params: DrainParams) -> str:
     last_progress = start
     last_seen: tuple[int, int | None] | None = None
     last_line = ""
-    added: list[str] = []
     while True:
         (state,) = await read_states(ctx.redis, prefix=prefix, queues=[q])
         due = await delayed_due_count(ctx.redis, prefix=prefix, queue=q, before=deadline_at)
@@ -130,15 +178,7 @@ async def _watch(ctx: StepContext, params: DrainParams) -> str:
             await ctx.emit(line)
             last_line = line
         ctx.validation["counts"] = state.counts.as_dict()
-        if tail is not None:
-            added += [
-                e.job_id for e in await tail.read(block_ms=0) if e.event == "added" and e.job_id
-            ]
-            if added:
-                raise OperationFailed(
-                    f"a producer ignores the flag: {len(added)} job(s) added to {q} while "
-                    f"{ctx.env.flag_key} was false (first: {', '.join(added[:5])})"
-                )
+        await _check_producers(ctx, params, tail)
         if remaining == 0:
             break
         seen = (remaining, completed)
