@@ -5,6 +5,8 @@ The CLI and Slack call these and render the results; neither touches Redis, pm2 
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +17,7 @@ from bot.engine.plan import Plan
 from bot.engine.plans.drain import DrainParams, drain_plan
 from bot.engine.plans.queue_ops import pause_plan, promote_plan, resume_plan, retry_plan
 from bot.engine.plans.worker import WorkerRequest, build_plan, worker_plan
-from bot.engine.runner import Actor, Outcome
+from bot.engine.runner import Actor, Outcome, owner_id
 from bot.errors import BadInput, Refused, UnknownOperation
 from bot.git import validate_ref
 from bot.locks import LockInfo, force_release, lock_info
@@ -29,8 +31,10 @@ from bot.queues import (
     failed_jobs,
     read_states,
 )
+from bot.redact import redact
 from bot.releases import current_commit
 from bot.runtime import Runtime
+from bot.slack.outbox import Outbox, OutboxSender
 from bot.store.records import AuditRecord, OperationRecord, ReleaseRecord
 
 
@@ -197,6 +201,14 @@ async def run(
     # From a terminal, the reason is what stands in for Slack's typed confirmation and approvals.
     if env.protected and plan.mutating and not reason and actor.source == "cli":
         raise BadInput(f"{plan.env} is protected: say why with --reason")
+    break_glass = env.protected and actor.source == "cli"
+    if break_glass and env.channel and rt.settings.SLACK_BOT_TOKEN:
+        await announce(
+            rt,
+            channel=env.channel,
+            text=f"🚨 break-glass from a terminal: {actor.name} runs `{command}` in {plan.env}"
+            f" (reason: {reason})",
+        )
     return await rt.engine.run(
         plan,
         env=env,
@@ -206,8 +218,43 @@ async def run(
         reason=reason,
         sink=sink,
         # From a terminal, a protected environment is reached around Slack's approvals.
-        break_glass=env.protected and actor.source == "cli",
+        break_glass=break_glass,
     )
+
+
+async def announce(rt: Runtime, *, channel: str, text: str) -> None:
+    """A message for the environment's channel, through the outbox: a running `chatops serve`
+    delivers it, or `deliver_slack` does from here (Slack may be what is down)."""
+    await Outbox(rt.store, rt.clock).post(
+        f"announce:{uuid.uuid4().hex}",
+        channel=channel,
+        text=redact(text, secrets=rt.secrets),
+        blocks=[
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": redact(text, secrets=rt.secrets)[:2900]},
+            }
+        ],
+    )
+
+
+async def deliver_slack(rt: Runtime, *, timeout_s: float = 5.0) -> None:
+    """Send what this process left in the outbox, briefly; the rest waits for `chatops serve`."""
+    if not rt.settings.SLACK_BOT_TOKEN:
+        return
+    from bot.slack.app import slack_client
+
+    sender = OutboxSender(
+        store=rt.store, client=slack_client(rt), clock=rt.clock, claimer=owner_id()
+    )
+    try:
+        async with asyncio.timeout(timeout_s):
+            while await sender.run_once():
+                pass
+    except TimeoutError:
+        pass
+    finally:
+        await sender.aclose()
 
 
 async def mark_good(

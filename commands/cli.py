@@ -145,6 +145,7 @@ def _operate(
             )
         if outcome.validation:
             out.print("validation: " + escape(_validation_text(outcome.validation)))
+        await service.deliver_slack(rt)
         return 0 if outcome.ok else 1
 
     code = _execute(body)

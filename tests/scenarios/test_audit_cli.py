@@ -50,3 +50,17 @@ async def test_the_cli_runs_on_postgresql(scenario: Scenario, fresh_pg_database:
         ("operation", "started"),
         ("operation", "succeeded"),
     ]
+
+
+async def test_break_glass_is_announced_in_the_environments_channel(scenario: Scenario, fake_slack):
+    scenario.configure(protected=True, channel="#ops")
+    scenario.extra_env.update(
+        SLACK_BOT_TOKEN=fake_slack.bot_token, SLACK_API_URL=fake_slack.api_url
+    )
+    done = await scenario.chatops(
+        "queue", "pause", "sla", "--env", "test", "--yes", "--reason", "INC-7 Slack is down"
+    )
+    assert done.code == 0, done.output
+    (message,) = fake_slack.messages("#ops")
+    assert "break-glass" in message["text"] and "INC-7 Slack is down" in message["text"]
+    assert fake_slack.bot_token not in message["text"]
