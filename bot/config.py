@@ -40,7 +40,8 @@ OPERATIONS = (
     "cancel",
     "history",
 )
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+_DAY_S = 86_400.0  # no wait in an operation is longer: beyond it a typo, not a plan
 
 
 class _Model(BaseModel):
@@ -48,11 +49,11 @@ class _Model(BaseModel):
 
 
 class DrainConfig(_Model):
-    stall_s: float = Field(60.0, gt=0)
-    timeout_s: float = Field(300.0, gt=0)
-    poll_interval_s: float = Field(1.0, gt=0)
+    stall_s: float = Field(60.0, gt=0, le=_DAY_S)
+    timeout_s: float = Field(300.0, gt=0, le=_DAY_S)
+    poll_interval_s: float = Field(1.0, gt=0, le=_DAY_S)
     # Producers may cache the flag this long (the README's contract): adds within it are allowed.
-    producer_grace_s: float = Field(3.0, ge=0)
+    producer_grace_s: float = Field(3.0, ge=0, le=_DAY_S)
 
 
 class FlagsConfig(_Model):
@@ -65,7 +66,7 @@ class DeployConfig(_Model):
     deploy_path: str | None = None
     repo_path: str | None = None
     default_ref: str = "main"
-    build_timeout_s: float = Field(600.0, gt=0)
+    build_timeout_s: float = Field(600.0, gt=0, le=_DAY_S)
 
     @model_validator(mode="after")
     def _paths_for_strategy(self) -> DeployConfig:
@@ -80,12 +81,12 @@ class CanaryConfig(_Model):
     queue: str
     name: str = "chatops-canary"
     data: dict[str, Any] = Field(default_factory=dict)
-    timeout_s: float = Field(30.0, gt=0)
+    timeout_s: float = Field(30.0, gt=0, le=_DAY_S)
 
 
 class WorkerConfig(_Model):
     manager: Literal["pm2"] = "pm2"
-    app: str = Field(pattern=_NAME)
+    app: str = Field(pattern=rf"^{_NAME}$")  # pydantic's (Rust) regex: `$` is the very end
     pm2_home: str
     pm2_bin: str = "pm2"
     queues: tuple[str, ...] = ()
@@ -99,10 +100,10 @@ class WorkerConfig(_Model):
         ("pnpm", "build"),
     )
     ready_pattern: str = DEFAULT_READY_PATTERN
-    ready_timeout_s: float = Field(60.0, gt=0)
+    ready_timeout_s: float = Field(60.0, gt=0, le=_DAY_S)
     quiesce: Literal["pause", "graceful"] = "pause"
-    active_wait_s: float = Field(60.0, gt=0)
-    completing_wait_s: float = Field(20.0, gt=0)
+    active_wait_s: float = Field(60.0, gt=0, le=_DAY_S)
+    completing_wait_s: float = Field(20.0, gt=0, le=_DAY_S)
     canary: CanaryConfig | None = None
 
     @field_validator("ready_pattern")
@@ -139,7 +140,7 @@ class EnvironmentConfig(_Model):
     @field_validator("queues")
     @classmethod
     def _queue_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [q for q in value if not re.match(_NAME, q)]
+        bad = [q for q in value if not re.fullmatch(_NAME, q)]
         if bad:
             raise ValueError(f"queue names must match {_NAME}: {', '.join(map(repr, bad))}")
         if len(set(value)) != len(value):
@@ -197,7 +198,7 @@ class Config(_Model):
     @field_validator("environments")
     @classmethod
     def _env_names(cls, value: dict[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:
-        bad = [name for name in value if not re.match(_NAME, name)]
+        bad = [name for name in value if not re.fullmatch(_NAME, name)]
         if bad:
             raise ValueError(f"environment names must match {_NAME}: {', '.join(bad)}")
         return value
@@ -220,6 +221,11 @@ class Config(_Model):
         for op, by_env in self.approvals.items():
             if op not in OPERATIONS:
                 problems.append(f"approvals.{op}: no such operation")
+            problems += [
+                f"approvals.{op}.{env}: must be a whole number from 0 to 10"
+                for env, count in by_env.items()
+                if not 0 <= count <= 10
+            ]
             problems += [
                 f"approvals.{op}.{env}: no such environment" for env in by_env if env not in envs
             ]
@@ -292,7 +298,19 @@ class BotSettings(BaseSettings):
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _interpolate(node: Any, environ: Mapping[str, str], path: str, problems: list[str]) -> Any:
+_MAX_NODES = 100_000  # a configuration is small; YAML aliases can make it explode
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _interpolate(
+    node: Any, environ: Mapping[str, str], path: str, problems: list[str], budget: list[int]
+) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooLarge
     if isinstance(node, str):
 
         def substitute(match: re.Match[str]) -> str:
@@ -307,12 +325,21 @@ def _interpolate(node: Any, environ: Mapping[str, str], path: str, problems: lis
 
         return _VAR.sub(substitute, node)
     if isinstance(node, dict):
-        return {
-            k: _interpolate(v, environ, f"{path}.{k}" if path else str(k), problems)
-            for k, v in node.items()
-        }
+        out = {}
+        for key, value in node.items():
+            where = f"{path}.{key}" if path else repr(key) if key == "" else str(key)
+            if not isinstance(key, str):
+                problems.append(
+                    f"{where}: the key {key!r} is not text (YAML reads yes/no/on/off and numbers "
+                    "as such: quote it)"
+                )
+                continue
+            out[key] = _interpolate(value, environ, where, problems, budget)
+        return out
     if isinstance(node, list):
-        return [_interpolate(v, environ, f"{path}[{i}]", problems) for i, v in enumerate(node)]
+        return [
+            _interpolate(v, environ, f"{path}[{i}]", problems, budget) for i, v in enumerate(node)
+        ]
     return node
 
 
@@ -329,13 +356,25 @@ def parse_config(raw: Any, *, environ: Mapping[str, str], source: str) -> Config
     if not isinstance(raw, dict):
         raise ConfigError(["(top level): expected a mapping with 'environments'"], source=source)
     problems: list[str] = []
-    data = _interpolate(raw, environ, "", problems)
+    try:
+        data = _interpolate(raw, environ, "", problems, [_MAX_NODES])
+    except _TooLarge:
+        raise ConfigError(
+            [f"(top level): more than {_MAX_NODES} values (YAML aliases expanding?)"], source=source
+        ) from None
+    except RecursionError:
+        raise ConfigError(
+            ["(top level): nested too deeply, or refers to itself"], source=source
+        ) from None
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems += [p for p in _problems(exc) if p not in problems]
+    except RecursionError:
+        problems.append("(top level): nested too deeply")
     if problems:
         raise ConfigError(problems, source=source)
-    try:
-        return Config.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_problems(exc), source=source) from None
+    return config
 
 
 def load_config_file(path: str | Path, *, environ: Mapping[str, str]) -> Config:
@@ -348,6 +387,13 @@ def load_config_file(path: str | Path, *, environ: Mapping[str, str]) -> Config:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError([f"not valid YAML: {exc}"], source=str(path)) from None
+    except (ValueError, TypeError, AttributeError) as exc:
+        # PyYAML's constructors raise these for values such as 2020-13-01 or !!int x.
+        raise ConfigError(
+            [f"not valid YAML: a value cannot be read ({exc})"], source=str(path)
+        ) from None
+    except RecursionError:
+        raise ConfigError(["not valid YAML: nested too deeply"], source=str(path)) from None
     return parse_config(raw, environ=environ, source=str(path))
 
 

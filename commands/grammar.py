@@ -11,11 +11,12 @@ import shlex
 from dataclasses import dataclass
 
 from bot.errors import BadInput
+from bot.git import validate_ref
 
 _MAX_TEXT = 2000
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-_OP_ID = re.compile(r"^op-[0-9a-f]{10}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+_OP_ID = re.compile(r"op-[0-9a-f]{10}")
 
 
 @dataclass(frozen=True)
@@ -113,11 +114,23 @@ class Parsed:
         return self.spec.mutating
 
 
+def _shown(text: str, limit: int = 60) -> str:
+    """User text quoted in an error: cut short, so an answer stays readable whatever was typed."""
+    quoted = repr(text)
+    return quoted if len(quoted) <= limit else quoted[:limit] + "…"
+
+
+def _flag(name: str) -> str:
+    return name if len(name) <= 40 and name.isprintable() else _shown(name)
+
+
 def parse(command: str, text: str) -> Parsed:
     """Parse `text` of `/command`; BadInput with a specific message when it is wrong."""
     command = command.lstrip("/")
     if command not in ACTIONS:
-        raise BadInput(f"unknown command /{command}; known: /queue, /worker, /ops")
+        raise BadInput(
+            f"unknown command /{_shown(command, 20)[1:-1]}; known: /queue, /worker, /ops"
+        )
     if len(text) > _MAX_TEXT:
         raise BadInput(f"the command text is {len(text)} characters long; at most {_MAX_TEXT}")
     try:
@@ -131,25 +144,29 @@ def parse(command: str, text: str) -> Parsed:
     action_name, rest = words[0], words[1:]
     actions = ACTIONS[command]
     if action_name not in actions:
-        raise BadInput(f"/{command} has no {action_name!r}; try: {', '.join(actions)}")
+        raise BadInput(f"/{command} has no {_shown(action_name)}; try: {', '.join(actions)}")
     action = actions[action_name]
     values, flags, positional = _split(rest, action)
     target, extra = _target(command, action, positional)
     job_ids = tuple(extra)
     if extra and action.name not in ("retry", "promote"):
+        unexpected = _shown(" ".join(extra))
         raise BadInput(
-            f"/{command} {action.name} takes one {action.target}; unexpected: {' '.join(extra)}"
+            f"/{command} {action.name} takes one {action.target}; unexpected: {unexpected}"
         )
     for job_id in job_ids:
-        if not _JOB_ID.match(job_id):
-            raise BadInput(f"not a job id: {job_id!r}")
+        if not _JOB_ID.fullmatch(job_id):
+            raise BadInput(f"not a job id: {_shown(job_id)}")
     all_jobs = bool(flags & {"--all", "--overdue"})
     if action.name in ("retry", "promote") and bool(job_ids) == all_jobs:
         flag = "--all" if action.name == "retry" else "--overdue"
         raise BadInput(f"/{command} {action.name} needs job ids or {flag} (not both)")
+    ref = values.get("--ref") or values.get("--to")
+    if ref is not None:
+        validate_ref(ref)
     env = values.get("--env")
-    if env is not None and not _NAME.match(env):
-        raise BadInput(f"not an environment name: {env!r}")
+    if env is not None and not _NAME.fullmatch(env):
+        raise BadInput(f"not an environment name: {_shown(env)}")
     return Parsed(
         command=command,
         action=action.name,
@@ -158,7 +175,7 @@ def parse(command: str, text: str) -> Parsed:
         job_ids=job_ids,
         all_jobs=all_jobs,
         timeout_s=_number(values, "--timeout-s", 1, 24 * 3600),
-        ref=values.get("--ref") or values.get("--to"),
+        ref=ref,
         limit=_whole(values, "--limit", 1, 1000),
         lines=_whole(values, "--lines", 1, 5000),
     )
@@ -176,7 +193,8 @@ def _split(words: list[str], action: Action) -> tuple[dict[str, str], set[str], 
         if word.startswith("--"):
             if name not in allowed:
                 raise BadInput(
-                    f"{action.name} does not take {name}; it takes: {' '.join(sorted(allowed))}"
+                    f"{action.name} does not take {_flag(name)}; "
+                    f"it takes: {' '.join(sorted(allowed))}"
                 )
             if name in _BOOL_FLAGS:
                 if eq:
@@ -191,7 +209,7 @@ def _split(words: list[str], action: Action) -> tuple[dict[str, str], set[str], 
                 else:
                     raise BadInput(f"{name} needs a value")
         elif word.startswith("-") and len(word) > 1:
-            raise BadInput(f"unknown option {word}")
+            raise BadInput(f"unknown option {_shown(word)}")
         else:
             positional.append(word)
         i += 1
@@ -201,9 +219,8 @@ def _split(words: list[str], action: Action) -> tuple[dict[str, str], set[str], 
 def _target(command: str, action: Action, positional: list[str]) -> tuple[str | None, list[str]]:
     if action.target is None:
         if positional:
-            raise BadInput(
-                f"/{command} {action.name} takes no arguments; unexpected: {' '.join(positional)}"
-            )
+            unexpected = _shown(" ".join(positional))
+            raise BadInput(f"/{command} {action.name} takes no arguments; unexpected: {unexpected}")
         return None, []
     if not positional:
         if action.target_optional:
@@ -211,8 +228,8 @@ def _target(command: str, action: Action, positional: list[str]) -> tuple[str | 
         raise BadInput(f"usage: /{command} {action.usage}")
     target, *extra = positional
     pattern = _OP_ID if action.target == "op" else _NAME
-    if not pattern.match(target):
-        raise BadInput(f"not a {action.target} name: {target[:80]!r}")
+    if not pattern.fullmatch(target):
+        raise BadInput(f"not a {action.target} name: {_shown(target)}")
     return target, extra
 
 
@@ -222,7 +239,7 @@ def _number(values: dict[str, str], flag: str, low: float, high: float) -> float
     try:
         number = float(values[flag])
     except ValueError:
-        raise BadInput(f"{flag} takes a number, not {values[flag][:40]!r}") from None
+        raise BadInput(f"{flag} takes a number, not {_shown(values[flag], 40)}") from None
     if not low <= number <= high:
         raise BadInput(f"{flag} must be between {low:g} and {high:g}")
     return number

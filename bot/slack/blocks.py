@@ -22,6 +22,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 SECTION_MAX = 2900  # Slack allows 3000 characters in a section's text
+METADATA_MAX = 2900  # and 3000 in a view's private_metadata
 MAX_MESSAGE_BLOCKS = 50
 CONFIRM_CALLBACK = "chatops_confirm"
 CONFIRM_BLOCK = "confirm_target"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shlex
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
@@ -245,6 +246,9 @@ class SlackDoor:
             "channel_name": origin.channel_name,
             "response_url": origin.response_url,
         }
+        if len(json.dumps(metadata)) > blocks.METADATA_MAX:
+            await respond(response_type="ephemeral", text="❌ the command is too long to confirm")
+            return
         try:
             opened = await self.client.views_open(
                 trigger_id=trigger_id, view=blocks.loading_view(title, metadata)
@@ -296,10 +300,8 @@ class SlackDoor:
             self.rt.config.env(env)
             channel = str(metadata["channel"])
         except (BotError, KeyError, ValueError, TypeError):
-            await ack(
-                response_action="errors",
-                errors={blocks.CONFIRM_BLOCK: "this request cannot be read; run the command again"},
-            )
+            message = "this request cannot be read; run the command again"
+            await ack(response_action="update", view=blocks.error_view("chatops", message))
             return
         response_url = metadata.get("response_url")
         origin = Origin(
@@ -567,22 +569,22 @@ class SlackDoor:
     async def rollback_button(self, ack: Ack, body: dict[str, Any]) -> None:
         await ack()
         user = str(body.get("user", {}).get("id", ""))
+        origin = Origin(user, str(body.get("channel", {}).get("id", "")), "", None)
         try:
             value = json.loads((body.get("actions") or [{}])[0].get("value", "{}"))
             env, worker = str(value["env"]), str(value["worker"])
-        except (ValueError, KeyError, TypeError):
+            parsed = parse("worker", shlex.join(["rollback", worker, "--env", env]))
+            self.rt.config.env(env)
+        except (BotError, ValueError, KeyError, TypeError, AttributeError):
+            self.spawn(
+                self.audit_refusal(origin, None, "rollback button", "unreadable value"),
+                what="audit",
+            )
             return
-        origin = Origin(user, str(body.get("channel", {}).get("id", "")), "", None)
-        parsed = parse("worker", f"rollback {worker} --env {env}")
+        shown = f"/worker rollback {worker} --env {env}"
+        trigger_id = str(body.get("trigger_id", ""))
         self.spawn(
-            self._prepare(
-                parsed,
-                env,
-                origin,
-                f"/worker rollback {worker} --env {env}",
-                str(body.get("trigger_id", "")),
-                self._respond_to(origin),
-            ),
+            self._prepare(parsed, env, origin, shown, trigger_id, self._respond_to(origin)),
             what="rollback",
         )
 
