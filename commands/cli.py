@@ -74,6 +74,9 @@ Reason = Annotated[
 ]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan and touch nothing.")]
+Ref = Annotated[
+    str | None, typer.Option("--ref", help="Branch, tag or commit (default from config).")
+]
 
 
 def _actor() -> Actor:
@@ -416,9 +419,7 @@ def worker_restart(
 def worker_deploy(
     worker: str,
     env: Env,
-    ref: Annotated[
-        str | None, typer.Option("--ref", help="Branch, tag or commit (default from config).")
-    ] = None,
+    ref: Ref = None,
     dry_run: DryRun = False,
     yes: Yes = False,
     reason: Reason = None,
@@ -436,9 +437,7 @@ def worker_deploy(
 def worker_build(
     worker: str,
     env: Env,
-    ref: Annotated[
-        str | None, typer.Option("--ref", help="Branch, tag or commit (default from config).")
-    ] = None,
+    ref: Ref = None,
     dry_run: DryRun = False,
     yes: Yes = False,
     reason: Reason = None,
