@@ -453,3 +453,18 @@ async def test_where_the_bot_is_no_member_progress_comes_through_the_response_ur
     posts = chat.slack.responses(response.response_url)
     assert len(posts) <= 2  # the first state and the final one: within the URL's 5 uses
     assert not [c for c in chat.slack.calls_to("chat.postMessage") if c.ok]
+
+
+async def test_progress_gets_through_a_run_of_429s_once_and_in_order(chat: Chat):
+    await chat.bot.door.refresh_groups()
+    await chat.scenario.produce("sla", 60, "--data", json.dumps({"ms": 20}))
+    chat.slack.fail("chat.postMessage", status=429, retry_after_s=1, times=4)
+    chat.slack.fail("chat.update", status=429, retry_after_s=1, times=8)
+    async with chat.scenario.node_worker(CONCURRENCY="2"):
+        await chat.driver.command("/queue", "drain sla")
+        await chat.driver.view_submission(await _plan_view(chat, OPS))
+        await chat.wait(lambda: chat.final() is not None, timeout_s=60)
+    progress = [m for m in chat.slack.messages(CHANNEL) if "drain sla" in m.get("text", "")]
+    assert len(progress) == 1  # one message, whatever was retried
+    assert any(c.status == 429 for c in chat.slack.calls_to("chat.update"))
+    assert chat.slack.rate_limited == 0  # the injected 429s aside, no limit was hit
