@@ -38,7 +38,7 @@ GROUP_REFRESH_S = 300.0
 EXPIRY_CHECK_S = 15.0
 
 
-def slack_client(rt: Runtime) -> AsyncWebClient:
+def slack_client(rt: Runtime, *, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
     settings = rt.settings
     if not settings.SLACK_BOT_TOKEN:
         raise ConfigError(["SLACK_BOT_TOKEN: not set"], source="environment")
@@ -46,6 +46,8 @@ def slack_client(rt: Runtime) -> AsyncWebClient:
         token=settings.SLACK_BOT_TOKEN,
         base_url=settings.SLACK_API_URL or AsyncWebClient.BASE_URL,
         timeout=10,
+        # One pool of connections for every call; without it each call opens a new one.
+        session=session,
     )
     # slack-sdk enables neither by default, and Bolt adds none.
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=1))
@@ -60,6 +62,7 @@ class SlackBot:
     app: AsyncApp
     door: SlackDoor
     sender: OutboxSender
+    session: aiohttp.ClientSession | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     ready: bool = False
 
@@ -137,13 +140,16 @@ class SlackBot:
                 task.cancel()
             await self.sender.run_once()
             await self.sender.aclose()
+            if self.session is not None:
+                await self.session.close()
 
 
 def build_bot(rt: Runtime) -> SlackBot:
     settings = rt.settings
     if not settings.SLACK_SIGNING_SECRET:
         raise ConfigError(["SLACK_SIGNING_SECRET: not set"], source="environment")
-    client = slack_client(rt)
+    session = aiohttp.ClientSession()
+    client = slack_client(rt, session=session)
     app = AsyncApp(
         client=client,
         signing_secret=settings.SLACK_SIGNING_SECRET,
@@ -158,7 +164,7 @@ def build_bot(rt: Runtime) -> SlackBot:
         logger.error("slack: unhandled %s", type(error).__name__, exc_info=error)
 
     sender = OutboxSender(store=rt.store, client=client, clock=rt.clock, claimer=owner_id())
-    return SlackBot(rt=rt, client=client, app=app, door=door, sender=sender)
+    return SlackBot(rt=rt, client=client, app=app, door=door, sender=sender, session=session)
 
 
 async def serve_http(bot: SlackBot, *, host: str, port: int) -> None:

@@ -46,6 +46,7 @@ _PERMANENT = {
 }
 _NOT_A_MEMBER = {"not_in_channel", "channel_not_found"}
 _LEASE_S = 60.0
+POST_EVERY_S = 1.1  # Slack allows about one chat.postMessage a second per channel
 _MAX_BACKOFF_S = 60.0
 
 
@@ -149,6 +150,8 @@ class OutboxSender:
         self._budget = budget or UpdateBudget(clock)
         self._session = session
         self._last_update: dict[str, float] = {}
+        self._next_post: dict[str, float] = {}
+        self._slots: dict[int, float] = {}  # entry id -> the time its post may go
 
     async def run(self, stop: asyncio.Event, *, idle_s: float = 0.25) -> None:
         while not stop.is_set():
@@ -216,6 +219,17 @@ class OutboxSender:
                 )
                 return
             args["channel"], args["thread_ts"] = parent.channel, parent.ts
+        # Each post takes the channel's next free slot; one that must wait keeps its slot, so
+        # it is tried once more, at its turn, not at every round.
+        channel = str(args["channel"])
+        now = self._clock.monotonic()
+        slot = self._slots.pop(entry.id, None)
+        if slot is None:
+            slot = max(now, self._next_post.get(channel, now))
+            self._next_post[channel] = slot + POST_EVERY_S
+        if slot > now + 0.05:
+            self._slots[entry.id] = slot
+            raise _Later(slot - now, "channel pace")
         try:
             response = await self._client.api_call(POST, json=args)
         except SlackApiError as exc:

@@ -21,9 +21,10 @@ from bot.slack.blocks import progress_blocks
 from bot.slack.outbox import Outbox
 
 LIVE_UPDATE_EVERY_S = 3.0
-THREAD_BATCH_LINES = 40
+# Slack takes about one post a second per channel: replies carry up to this much text each,
+# and go out at most every few seconds, so a chatty step costs a handful of posts.
+THREAD_TEXT_MAX = 3500
 THREAD_BATCH_EVERY_S = 5.0
-_THREAD_TEXT_MAX = 3500
 
 
 @dataclass
@@ -41,7 +42,9 @@ class SlackProgress:
     summary: str | None = None
     validation: dict[str, object] | None = None
     _lines: list[str] = field(default_factory=list)
+    _chars: int = 0
     _lines_since: float = 0.0
+    _updated_at: float = -1e9
     _replies: int = 0
 
     @property
@@ -65,14 +68,18 @@ class SlackProgress:
         elif isinstance(event, StepOutput):
             if not self._lines:
                 self._lines_since = self.clock.monotonic()
-            self._lines.append(event.line)
-            self.steps[event.index][2] = event.line[:200]
-            if (
-                len(self._lines) >= THREAD_BATCH_LINES
-                or self.clock.monotonic() - self._lines_since >= THREAD_BATCH_EVERY_S
-            ):
+            line = event.line[: THREAD_TEXT_MAX - 10]
+            if self._chars + len(line) + 1 > THREAD_TEXT_MAX - 10:
                 await self._flush_thread()
-            await self._update(step_change=False)
+                self._lines_since = self.clock.monotonic()
+            self._lines.append(line)
+            self._chars += len(line) + 1
+            self.steps[event.index][2] = event.line[:200]
+            if self.clock.monotonic() - self._lines_since >= THREAD_BATCH_EVERY_S:
+                await self._flush_thread()
+            # The live line costs a store write: at most one per update period, not one a line.
+            if self.clock.monotonic() - self._updated_at >= LIVE_UPDATE_EVERY_S:
+                await self._update(step_change=False)
         elif isinstance(event, StepFinished):
             self.steps[event.index][1:] = [event.state, event.detail]
             await self._flush_thread()
@@ -83,6 +90,7 @@ class SlackProgress:
             await self._update(step_change=True, final=True)
 
     async def _update(self, *, step_change: bool, final: bool = False) -> None:
+        self._updated_at = self.clock.monotonic()
         await self.outbox.update(
             self.key,
             text=self._text(),
@@ -95,9 +103,8 @@ class SlackProgress:
         if not self._lines:
             return
         text = "\n".join(self._lines)
-        if len(text) > _THREAD_TEXT_MAX:
-            text = "…" + text[-_THREAD_TEXT_MAX:]
         self._lines.clear()
+        self._chars = 0
         self._replies += 1
         await self.outbox.reply(
             self.key, f"{self.op_id}:thread:{self._replies}", text=f"```{text}```"

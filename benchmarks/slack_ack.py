@@ -1,0 +1,740 @@
+"""Ack latency of the Slack door: signed slash commands against the bot and against a bare Bolt app.
+
+Four processes on one machine (plus a private redis-server), as in production where Slack is
+remote:
+
+  client  (this process)   signs slash commands exactly as tests/slack/driver.py does (v0 HMAC
+                           over ``v0:<timestamp>:<body>``, form fields as Slack sends them) and
+                           POSTs them with aiohttp to ``/slack/events``; each latency runs from
+                           just before the POST to the complete HTTP answer (the ack), with
+                           ``time.perf_counter()``.
+  fake    (--serve fake)   tests/slack FakeSlack (Web API and response_urls over HTTP) with its
+                           rate limits OFF (``slack.limiter.enabled = False``), so the bot's
+                           background calls (response_url answers, views.open, views.update)
+                           are never refused or delayed by it; it also issues each command's
+                           trigger_id and response_url (fetched in batches just before use, the
+                           same way for both apps).
+  bot     (--serve bot)    the real bot: ``open_runtime`` (temporary SQLite store, the private
+                           Redis) -> ``build_bot`` -> ``SlackBot.start_http("127.0.0.1", 0)`` ->
+                           ``running()``, logging configured as ``chatops serve`` does.
+  bare    (--serve bare)   a bare Bolt ``AsyncApp`` (same signing secret, same
+                           ``process_before_response=False``) whose /queue, /worker and /ops
+                           handlers only ``await ack()``, served by the bot's own code
+                           (``SlackBot.start_http``/``handle``: ``to_bolt_request`` ->
+                           ``async_dispatch`` -> ``to_aiohttp_response``), its auth.test answered
+                           by the same FakeSlack and cached by the same ``SlackBot.warm_up``.
+
+Commands: ``/queue status sla`` (read-only: acks at once, answers through response_url later)
+and ``/queue pause sla`` (acks, then views.open "preparing the plan", the plan read from Redis,
+views.update). Every request comes from its own user (all in the operators' user group), so one
+user's modal never replaces another's.
+
+Loads, per command:
+  c=50, c=10   closed loop: that many requests in flight (aiohttp connection pool of the same
+               size, keep-alive), ``--rounds`` rounds of ``--requests`` per app, bot and bare
+               alternated (bot first in odd rounds). Goal: pooled p99(bot) <= 1.3 x p99(bare).
+  50/s         context, no goal: open loop, one request every 20 ms whatever the answers,
+               ``--paced-rounds`` rounds of ``--paced-requests`` per app, alternated.
+After each round the harness reads how many of the bot's background tasks (``door._tasks``:
+answers and modals) and asyncio tasks are still pending, then waits until none is (bounded), so
+rounds never overlap. Per round: p50/p99/max, pending tasks, how long the background work ran on
+after the last ack, CPU of each process, the servers' garbage-collector pauses (timed by
+``gc.callbacks`` inside each server), and the fake's calls by method and outcome.
+
+Run by hand from the repository root (about 5 minutes; ``--quick``: 200 requests, 1 round per
+load, about 25 s, a smoke check whose numbers are not measurements). Results and findings:
+docs/benchmarks.md, "Slack door".
+
+    .venv/bin/python benchmarks/slack_ack.py [--quick] [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import hashlib
+import hmac
+import importlib.metadata
+import json
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import yaml
+from aiohttp import web
+from common import (
+    ROOT,
+    VENV_PYTHON,
+    Summary,
+    bot_environ,
+    dump_json,
+    print_machine,
+    private_redis,
+    stop_process,
+    verdict,
+)
+
+SECRET = "bench-signing-secret"
+TEAM, TEAM_DOMAIN, APP_ID = "T1", "fake", "A1"
+CHANNEL, CHANNEL_NAME = "C_BENCH", "ops-bench"
+GROUP = "S_BENCH_OPS"
+PREFIX = "bench"
+ENV = "bench"
+RATIO_GOAL = 1.3
+COMMANDS: dict[str, tuple[str, str]] = {
+    "status": ("/queue", "status sla"),
+    "pause": ("/queue", "pause sla"),
+}
+HERE = Path(__file__).resolve()
+BACKGROUND_WAIT_S = 300.0
+READY_S = 60.0
+
+
+def user_id(i: int) -> str:
+    return f"UB{i:05d}"
+
+
+@dataclass(frozen=True)
+class Load:
+    name: str
+    concurrency: int | None  # closed loop: requests in flight
+    rate: float | None  # open loop: requests per second
+    requests: int
+    rounds: int
+    goal: bool  # the ratio goal applies
+
+
+# ---- the servers (child processes) -----------------------------------------------------------
+
+
+class GcTimer:
+    """Pauses of the cyclic garbage collector in this process, per generation, since last read."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        self._stats: dict[int, list[float]] = {}
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        entry = self._stats.setdefault(int(info["generation"]), [0, 0.0, 0.0])
+        entry[0] += 1
+        entry[1] = max(entry[1], took)
+        entry[2] += took
+
+    def take(self) -> dict[str, dict[str, float]]:
+        out = {
+            str(g): {"count": c, "max_ms": m * 1e3, "total_ms": t * 1e3}
+            for g, (c, m, t) in sorted(self._stats.items())
+        }
+        self._stats = {}
+        return out
+
+
+async def _control_site(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+def _server_control(background: Any) -> web.Application:
+    """``/pending`` (background tasks in flight) and ``/gc`` (GC pauses since the last read)."""
+    timer = GcTimer()
+
+    async def pending(request: web.Request) -> web.Response:
+        return web.json_response({"background": background(), "tasks": len(asyncio.all_tasks())})
+
+    async def gc_pauses(request: web.Request) -> web.Response:
+        return web.json_response(timer.take())
+
+    control = web.Application()
+    control.router.add_get("/pending", pending)
+    control.router.add_get("/gc", gc_pauses)
+    return control
+
+
+def _stop_on_sigterm() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _ready(**fields: Any) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+async def serve_fake(users: int) -> None:
+    from tests.slack.fake_slack import FakeSlack
+
+    logging.basicConfig(level=logging.ERROR)  # each violation is a warning: counted, not printed
+    stop = _stop_on_sigterm()
+    slack = FakeSlack()
+    slack.limiter.enabled = False  # the bot's background calls must never be refused here
+    await slack.start()
+    slack.add_channel(CHANNEL, name=CHANNEL_NAME)
+    slack.usergroups = {GROUP: [user_id(i) for i in range(users)]}
+
+    async def issue(request: web.Request) -> web.Response:
+        wanted = await request.json()
+        pairs = [
+            [slack.new_trigger_id(user=u), slack.new_response_url(channel=CHANNEL, user=u)]
+            for u in wanted["users"]
+        ]
+        return web.json_response(pairs)
+
+    async def stats(request: web.Request) -> web.Response:
+        # The calls answered since the last read, by method and outcome; then forgotten, so the
+        # fake's memory stays flat over the run.
+        counts: Counter[str] = Counter()
+        for call in slack.calls:
+            outcome = "ok" if call.ok else (call.error or f"HTTP {call.status}")
+            counts[f"{call.method} {outcome}"] += 1
+        slack.calls.clear()
+        return web.json_response(
+            {
+                "calls": dict(counts),
+                "rate_limited": slack.rate_limited,
+                "violations": len(slack.violations),
+                "violation_samples": slack.violations[-3:],
+            }
+        )
+
+    control = web.Application()
+    control.router.add_post("/issue", issue)
+    control.router.add_get("/stats", stats)
+    runner, url = await _control_site(control)
+    _ready(api_url=slack.api_url, token=slack.bot_token, control=url)
+    await stop.wait()
+    await runner.cleanup()
+    await slack.stop()
+
+
+async def serve_bot() -> None:
+    from bot.config import BotSettings
+    from bot.logs import configure_logging
+    from bot.runtime import open_runtime
+    from bot.slack.app import build_bot
+
+    environ = dict(os.environ)
+    configure_logging(BotSettings.from_environ(environ), level=logging.INFO)  # as chatops serve
+    stop = _stop_on_sigterm()
+    async with open_runtime(environ) as rt:
+        bot = build_bot(rt)
+        runner, port = await bot.start_http("127.0.0.1", 0)
+        try:
+            async with bot.running():
+                control = _server_control(lambda: len(bot.door._tasks))
+                crunner, curl = await _control_site(control)
+                _ready(events=f"http://127.0.0.1:{port}/slack/events", control=curl)
+                await stop.wait()
+                await crunner.cleanup()
+        finally:
+            await runner.cleanup()
+
+
+async def serve_bare() -> None:
+    from slack_bolt.async_app import AsyncAck, AsyncApp
+    from slack_sdk.http_retry.builtin_async_handlers import (
+        AsyncRateLimitErrorRetryHandler,
+        AsyncServerErrorRetryHandler,
+    )
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.config import BotSettings
+    from bot.logs import configure_logging
+    from bot.slack.app import SlackBot
+
+    environ = dict(os.environ)
+    configure_logging(BotSettings.from_environ(environ), level=logging.INFO)
+    stop = _stop_on_sigterm()
+    client = AsyncWebClient(  # as bot.slack.app.slack_client makes it
+        token=environ["SLACK_BOT_TOKEN"], base_url=environ["SLACK_API_URL"], timeout=10
+    )
+    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=1))
+    client.retry_handlers.append(AsyncServerErrorRetryHandler(max_retry_count=2))
+    app = AsyncApp(
+        client=client, signing_secret=environ["SLACK_SIGNING_SECRET"], process_before_response=False
+    )
+
+    async def just_ack(ack: AsyncAck) -> None:
+        await ack()
+
+    for command in ("/queue", "/worker", "/ops"):
+        app.command(command)(just_ack)
+    # The bot's own serving code around the bare app: handle(), web_app(), start_http() and
+    # warm_up() use only `client` and `app`.
+    shell = SlackBot(rt=None, client=client, app=app, door=None, sender=None)  # type: ignore[arg-type]
+    await shell.warm_up()
+    runner, port = await shell.start_http("127.0.0.1", 0)
+    crunner, curl = await _control_site(_server_control(lambda: 0))
+    _ready(events=f"http://127.0.0.1:{port}/slack/events", control=curl)
+    await stop.wait()
+    await crunner.cleanup()
+    await runner.cleanup()
+
+
+# ---- starting and stopping them -------------------------------------------------------------
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[str]
+    info: dict[str, Any]
+    log: Path
+
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def start_child(name: str, args: Sequence[str], env: dict[str, str], workdir: Path) -> Child:
+    log = workdir / f"{name}.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [str(VENV_PYTHON), str(HERE), "--serve", name, *args],
+            env=env,
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], READY_S)
+    line = proc.stdout.readline() if ready else ""  # the child's first line; "" if it died
+    if not line:
+        stop_process(proc)
+        raise RuntimeError(f"{name} did not start:\n{log.read_text()[-3000:]}")
+    return Child(name, proc, json.loads(line), log)
+
+
+def write_bot_config(path: Path, redis_url: str) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "environments": {
+                    ENV: {
+                        "redis_url": redis_url,
+                        "prefix": PREFIX,
+                        "queues": ["sla"],
+                        "channel": f"#{CHANNEL_NAME}",
+                    }
+                },
+                "roles": {"operator": {"groups": [GROUP]}},
+                "permissions": {"operator": {ENV: ["status", "pause", "resume"]}},
+            }
+        )
+    )
+    return path
+
+
+# ---- the client ------------------------------------------------------------------------------
+
+
+def signed(body: bytes) -> dict[str, str]:
+    """Headers as Slack sends them (tests/slack/driver.py `_signed`), on real wall-clock time."""
+    timestamp = str(int(time.time()))
+    digest = hmac.new(
+        SECRET.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256
+    ).hexdigest()
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": f"v0={digest}",
+    }
+
+
+def command_body(command: str, text: str, user: str, trigger_id: str, response_url: str) -> bytes:
+    fields = [
+        ("token", "fake-verification-token"),
+        ("team_id", TEAM),
+        ("team_domain", TEAM_DOMAIN),
+        ("channel_id", CHANNEL),
+        ("channel_name", CHANNEL_NAME),
+        ("user_id", user),
+        ("user_name", user.lower()),
+        ("command", command),
+        ("text", text),
+        ("api_app_id", APP_ID),
+        ("is_enterprise_install", "false"),
+        ("response_url", response_url),
+        ("trigger_id", trigger_id),
+    ]
+    return urlencode(fields).encode()
+
+
+@dataclass
+class Fired:
+    latencies_s: list[float]
+    statuses: Counter[str]
+    behind_s: float = 0.0  # open loop: how late the client sent its last request
+
+
+async def fire(events_url: str, fake_control: str, command: str, text: str, load: Load) -> Fired:
+    """`load.requests` signed commands, closed or open loop; the latency of each ack."""
+    n = load.requests
+    fired = Fired([], Counter())
+    pool: list[tuple[str, str, str]] = []
+    next_index = 0
+    refill = asyncio.Lock()
+    batch = load.concurrency or max(10, int((load.rate or 50) / 5))
+    connector = aiohttp.TCPConnector(limit=load.concurrency or 100)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with (
+        aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+        aiohttp.ClientSession() as control,
+    ):
+
+        async def take() -> tuple[str, str, str] | None:
+            """The next request's user, trigger_id and response_url, issued just before use."""
+            nonlocal next_index
+            async with refill:
+                if not pool:
+                    if next_index >= n:
+                        return None
+                    upto = min(n, next_index + batch)
+                    users = [user_id(i) for i in range(next_index, upto)]
+                    next_index = upto
+                    async with control.post(f"{fake_control}/issue", json={"users": users}) as r:
+                        pairs = await r.json()
+                    pool.extend((u, t, url) for u, (t, url) in zip(users, pairs, strict=True))
+                    pool.reverse()
+                return pool.pop()
+
+        async def send(item: tuple[str, str, str]) -> None:
+            user, trigger_id, response_url = item
+            body = command_body(command, text, user, trigger_id, response_url)
+            headers = signed(body)
+            started = time.perf_counter()
+            try:
+                async with session.post(events_url, data=body, headers=headers) as resp:
+                    await resp.read()
+                    elapsed = time.perf_counter() - started
+                    fired.statuses[str(resp.status)] += 1
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                elapsed = time.perf_counter() - started
+                fired.statuses[type(exc).__name__] += 1
+            fired.latencies_s.append(elapsed)
+
+        if load.rate is None:
+
+            async def worker() -> None:
+                while (item := await take()) is not None:
+                    await send(item)
+
+            await asyncio.gather(*(worker() for _ in range(load.concurrency or 1)))
+        else:
+
+            async def one() -> None:
+                item = await take()
+                if item is not None:
+                    await send(item)
+
+            tasks: list[asyncio.Task[None]] = []
+            started = time.perf_counter()
+            for i in range(n):
+                delay = started + i / load.rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                else:
+                    fired.behind_s = max(fired.behind_s, -delay)
+                tasks.append(asyncio.create_task(one()))
+            await asyncio.gather(*tasks)
+    return fired
+
+
+@dataclass
+class RoundResult:
+    command: str
+    load: str
+    app: str
+    round: int
+    latencies_s: list[float]
+    statuses: dict[str, int]
+    wall_s: float
+    behind_s: float
+    pending_background: int
+    pending_tasks: int
+    background_done_s: float | None
+    server_cpu_s: float
+    fake_cpu_s: float
+    client_cpu_s: float
+    gc: dict[str, dict[str, float]] = field(default_factory=dict)
+    fake_calls: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> Summary:
+        return Summary.of(self.latencies_s)
+
+
+async def _get(session: aiohttp.ClientSession, url: str) -> Any:
+    async with session.get(url) as resp:
+        return await resp.json()
+
+
+async def run_round(
+    *, app: str, server: Child, fake: Child, command_name: str, load: Load, index: int
+) -> RoundResult:
+    command, text = COMMANDS[command_name]
+    control_url = server.info["control"]
+    async with aiohttp.ClientSession() as control:
+        await _get(control, f"{control_url}/gc")  # forget the pauses before this round
+        cpu0 = (server.cpu_s(), fake.cpu_s(), time.process_time())
+        started = time.perf_counter()
+        fired = await fire(server.info["events"], fake.info["control"], command, text, load)
+        last_ack = time.perf_counter()
+        pending = await _get(control, f"{control_url}/pending")
+        done_after: float | None = 0.0
+        state = pending
+        while state["background"] > 0:
+            if time.perf_counter() - last_ack > BACKGROUND_WAIT_S:
+                done_after = None
+                break
+            await asyncio.sleep(0.05)
+            state = await _get(control, f"{control_url}/pending")
+            done_after = time.perf_counter() - last_ack
+        cpu1 = (server.cpu_s(), fake.cpu_s(), time.process_time())
+        gc_pauses = await _get(control, f"{control_url}/gc")
+        await asyncio.sleep(0.2)  # the last answers reach the fake's counters
+        stats = await _get(control, f"{fake.info['control']}/stats")
+    return RoundResult(
+        command=command_name,
+        load=load.name,
+        app=app,
+        round=index,
+        latencies_s=fired.latencies_s,
+        statuses=dict(fired.statuses),
+        wall_s=last_ack - started,
+        behind_s=fired.behind_s,
+        pending_background=pending["background"],
+        pending_tasks=pending["tasks"],
+        background_done_s=done_after,
+        server_cpu_s=cpu1[0] - cpu0[0],
+        fake_cpu_s=cpu1[1] - cpu0[1],
+        client_cpu_s=cpu1[2] - cpu0[2],
+        gc=gc_pauses,
+        fake_calls=stats["calls"],
+    )
+
+
+def describe(r: RoundResult) -> str:
+    s = r.summary
+    done = "not done" if r.background_done_s is None else f"{r.background_done_s:.2f} s"
+    calls = ", ".join(f"{k} {v}" for k, v in sorted(r.fake_calls.items())) or "none"
+    bad = {k: v for k, v in r.statuses.items() if k != "200"}
+    gen2 = r.gc.get("2", {"count": 0, "max_ms": 0.0, "total_ms": 0.0})
+    behind = f", client up to {r.behind_s * 1e3:.0f} ms behind schedule" if r.behind_s else ""
+    return (
+        f"  {r.command:6} {r.load:5} {r.app:4} round {r.round}: "
+        f"p50 {s.median * 1e3:6.2f} ms · p99 {s.p99 * 1e3:6.2f} ms · max {s.max * 1e3:6.2f} ms"
+        f" (n={s.n}{', NOT 200: ' + str(bad) if bad else ''}) · {r.wall_s:.1f} s,"
+        f" {s.n / r.wall_s:.0f} req/s{behind}\n"
+        f"      pending at the last ack: {r.pending_background} background tasks"
+        f" ({r.pending_tasks} asyncio tasks), done {done} later ·"
+        f" CPU server {r.server_cpu_s:.1f} s ({r.server_cpu_s / s.n * 1e3:.2f} ms/req),"
+        f" fake {r.fake_cpu_s:.1f} s, client {r.client_cpu_s:.1f} s ·"
+        f" server GC gen2 {gen2['count']:.0f}× max {gen2['max_ms']:.0f} ms\n"
+        f"      fake calls: {calls}"
+    )
+
+
+@dataclass
+class Verdict:
+    command: str
+    load: str
+    bot: Summary
+    bare: Summary
+    ratio_p99: float
+    ratio_p50: float
+    round_ratios_p99: list[float]
+    goal: bool
+    ok: bool
+
+
+def verdicts(results: list[RoundResult], loads: Sequence[Load]) -> list[Verdict]:
+    out: list[Verdict] = []
+    for command in COMMANDS:
+        for load in loads:
+            mine = [r for r in results if (r.command, r.load) == (command, load.name)]
+            bot = sorted((r for r in mine if r.app == "bot"), key=lambda r: r.round)
+            bare = sorted((r for r in mine if r.app == "bare"), key=lambda r: r.round)
+            if not bot or not bare:
+                continue
+            sb = Summary.of([x for r in bot for x in r.latencies_s])
+            sa = Summary.of([x for r in bare for x in r.latencies_s])
+            per_round = [b.summary.p99 / a.summary.p99 for b, a in zip(bot, bare, strict=True)]
+            ratio = sb.p99 / sa.p99
+            out.append(
+                Verdict(
+                    command=command,
+                    load=load.name,
+                    bot=sb,
+                    bare=sa,
+                    ratio_p99=ratio,
+                    ratio_p50=sb.median / sa.median,
+                    round_ratios_p99=per_round,
+                    goal=load.goal,
+                    ok=ratio <= RATIO_GOAL or not load.goal,
+                )
+            )
+    return out
+
+
+def loads_for(args: argparse.Namespace) -> list[Load]:
+    n = 200 if args.quick else args.requests
+    rounds = 1 if args.quick else args.rounds
+    paced_n = 200 if args.quick else args.paced_requests
+    paced_rounds = 1 if args.quick else args.paced_rounds
+    return [
+        Load("c=50", 50, None, n, rounds, goal=True),
+        Load("c=10", 10, None, n, rounds, goal=True),
+        Load(f"{args.rate:g}/s", None, args.rate, paced_n, paced_rounds, goal=False),
+    ]
+
+
+async def bench(args: argparse.Namespace) -> int:
+    loads = loads_for(args)
+    users = max(max(load.requests for load in loads), 100)
+    results: list[RoundResult] = []
+    with private_redis() as redis_server, tempfile.TemporaryDirectory(prefix="bench-ack-") as tmp:
+        workdir = Path(tmp)
+        r = redis_server.client()
+        facts = print_machine(r)
+        for package in ("slack_bolt", "slack_sdk", "aiohttp"):
+            facts[package] = importlib.metadata.version(package)
+        print(" · ".join(f"{p} {facts[p]}" for p in ("slack_bolt", "slack_sdk", "aiohttp")))
+        r.hset(f"{PREFIX}:sla:meta", mapping={"opts.maxLenEvents": "10000"})  # the queue exists
+        config = write_bot_config(workdir / "chatops.yml", redis_server.url)
+        base = {**bot_environ(config, workdir), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        children: list[Child] = []
+        try:
+            fake = start_child("fake", ["--users", str(users)], base, workdir)
+            children.append(fake)
+            slack_env = {
+                **base,
+                "SLACK_BOT_TOKEN": fake.info["token"],
+                "SLACK_SIGNING_SECRET": SECRET,
+                "SLACK_API_URL": fake.info["api_url"],
+            }
+            servers = {name: start_child(name, [], slack_env, workdir) for name in ("bot", "bare")}
+            children += servers.values()
+            print(
+                f"fake Slack pid {fake.proc.pid} (rate limits off), bot pid "
+                f"{servers['bot'].proc.pid}, bare pid {servers['bare'].proc.pid}; loads: "
+                + "; ".join(f"{x.name}: {x.rounds} x {x.requests} per app" for x in loads)
+            )
+            print("warm-up (untimed): 100 of each command to each app, 10 in flight")
+            warm = Load("warm", 10, None, 100, 1, goal=False)
+            for name in ("bot", "bare"):
+                for command in COMMANDS:
+                    await run_round(
+                        app=name,
+                        server=servers[name],
+                        fake=fake,
+                        command_name=command,
+                        load=warm,
+                        index=0,
+                    )
+            for command in COMMANDS:
+                for load in loads:
+                    for index in range(1, load.rounds + 1):
+                        for name in ("bot", "bare") if index % 2 else ("bare", "bot"):
+                            result = await run_round(
+                                app=name,
+                                server=servers[name],
+                                fake=fake,
+                                command_name=command,
+                                load=load,
+                                index=index,
+                            )
+                            results.append(result)
+                            print(describe(result), flush=True)
+        finally:
+            for child in reversed(children):
+                stop_process(child.proc)
+            for child in children:
+                lines = child.log.read_text(errors="replace").splitlines()
+                noted = [x for x in lines if any(w in x for w in ("ERROR", "Traceback", "WARN"))]
+                if noted:
+                    print(f"{child.name} log: {len(noted)} warning/error lines, e.g.:")
+                    for line in noted[:3]:
+                        print(f"    {line[:220]}")
+    print()
+    rows = verdicts(results, loads)
+    for v in rows:
+        goal = f"(goal <= {RATIO_GOAL}) {verdict(v.ok)}" if v.goal else "(context, no goal)"
+        print(
+            f"{v.command:6} {v.load:5} bot  {v.bot.ms()}\n"
+            f"{'':12} bare {v.bare.ms()}\n"
+            f"{'':12} p99 bot/bare {v.ratio_p99:.2f}, per round "
+            f"{', '.join(f'{x:.2f}' for x in v.round_ratios_p99)}; p50 bot/bare "
+            f"{v.ratio_p50:.2f}  {goal}"
+        )
+    dump_json(
+        args.out,
+        {
+            "machine": facts,
+            "loads": [asdict(x) for x in loads],
+            "rounds_detail": [
+                {
+                    **{k: v for k, v in asdict(res).items() if k != "latencies_s"},
+                    "summary": asdict(res.summary),
+                }
+                for res in results
+            ],
+            "verdicts": [{**asdict(v), "bot": asdict(v.bot), "bare": asdict(v.bare)} for v in rows],
+        },
+    )
+    return 0 if all(v.ok for v in rows) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="200 requests, 1 round: smoke only")
+    parser.add_argument("--requests", type=int, default=2000, help="per closed-loop round")
+    parser.add_argument("--rounds", type=int, default=5, help="closed-loop rounds per app (5)")
+    parser.add_argument("--rate", type=float, default=50.0, help="open-loop requests/s (50)")
+    parser.add_argument("--paced-requests", type=int, default=1000, help="per open-loop round")
+    parser.add_argument("--paced-rounds", type=int, default=2, help="open-loop rounds per app")
+    parser.add_argument("--out", help="write the results as JSON too")
+    parser.add_argument("--serve", choices=("fake", "bot", "bare"), help=argparse.SUPPRESS)
+    parser.add_argument("--users", type=int, default=2000, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve == "fake":
+        asyncio.run(serve_fake(args.users))
+        return 0
+    if args.serve == "bot":
+        asyncio.run(serve_bot())
+        return 0
+    if args.serve == "bare":
+        asyncio.run(serve_bare())
+        return 0
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(bench(args))
+    return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
