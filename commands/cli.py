@@ -6,6 +6,7 @@ Exit codes: 0 done, 1 the operation failed, 2 bad input, configuration or a held
 from __future__ import annotations
 
 import asyncio
+import gc
 import getpass
 import json
 import logging
@@ -652,6 +653,9 @@ def serve(
             for line in await recover_interrupted(rt):
                 err.print(f"[yellow]recovered:[/yellow] {escape(line)}")
             bot = build_bot(rt)
+            # What start-up allocated lives as long as the process: keep the collector off it,
+            # so full collections stay short on the ack path.
+            gc.freeze()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, bot.stop.set)
