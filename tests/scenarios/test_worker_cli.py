@@ -23,7 +23,6 @@ from tests.fixtures.pm2 import (
     pm2_home,
     release_app,
     tool_path,
-    worker_app,
 )
 from tests.scenarios.conftest import Scenario
 
@@ -313,10 +312,6 @@ async def test_status_logs_and_dry_run(fleet: Fleet):
     assert "reload worker with its own environment" in dry.stdout
     assert await fleet.pid() == pid
     assert await fleet.scenario.json("ops", "history") == []
-
-
-def test_worker_app_fixture_is_importable():
-    assert worker_app("x", prefix="p")["name"] == "x"
 
 
 async def test_build_makes_a_first_install_current_and_never_touches_a_running_one(
