@@ -35,7 +35,7 @@ Loads, per command:
                alternated (bot first in odd rounds). Goal: pooled p99(bot) <= 1.3 x p99(bare).
   50/s         context, no goal: open loop, one request every 20 ms whatever the answers,
                ``--paced-rounds`` rounds of ``--paced-requests`` per app, alternated.
-After each round the harness reads how many of the bot's background tasks (``door._tasks``:
+After each round the harness reads how many of the bot's background tasks (``FollowUps.pending()``:
 answers and modals) and asyncio tasks are still pending, then waits until none is (bounded), so
 rounds never overlap. Per round: p50/p99/max, pending tasks, how long the background work ran on
 after the last ack, CPU of each process, the servers' garbage-collector pauses (timed by
@@ -238,18 +238,29 @@ async def serve_bot() -> None:
     environ = dict(os.environ)
     configure_logging(BotSettings.from_environ(environ), level=logging.INFO)  # as chatops serve
     stop = _stop_on_sigterm()
+    profile_to = environ.get("BENCH_PROFILE")  # a path: where the bot's cProfile stats go
+    profiler = None
+    if profile_to:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     async with open_runtime(environ) as rt:
         bot = build_bot(rt)
+        gc.freeze()  # as chatops serve does after start-up
         runner, port = await bot.start_http("127.0.0.1", 0)
         try:
             async with bot.running():
-                control = _server_control(lambda: len(bot.door._tasks))
+                control = _server_control(bot.followups.pending)
                 crunner, curl = await _control_site(control)
                 _ready(events=f"http://127.0.0.1:{port}/slack/events", control=curl)
                 await stop.wait()
                 await crunner.cleanup()
         finally:
             await runner.cleanup()
+            if profiler is not None and profile_to:
+                profiler.disable()
+                profiler.dump_stats(profile_to)
 
 
 async def serve_bare() -> None:
@@ -638,6 +649,8 @@ async def bench(args: argparse.Namespace) -> int:
                 "SLACK_SIGNING_SECRET": SECRET,
                 "SLACK_API_URL": fake.info["api_url"],
             }
+            if os.environ.get("BENCH_PROFILE"):
+                slack_env["BENCH_PROFILE"] = os.environ["BENCH_PROFILE"]
             servers = {name: start_child(name, [], slack_env, workdir) for name in ("bot", "bare")}
             children += servers.values()
             print(

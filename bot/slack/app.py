@@ -28,6 +28,7 @@ from bot.errors import BotError, ConfigError
 from bot.rbac import GroupCache
 from bot.runtime import Runtime
 from bot.slack.door import SlackDoor
+from bot.slack.followups import FollowUps
 from bot.slack.outbox import OutboxSender
 from commands import interactions, ops, queue, worker
 
@@ -63,12 +64,14 @@ class SlackBot:
     door: SlackDoor
     sender: OutboxSender
     session: aiohttp.ClientSession | None = None
+    followups: FollowUps = field(default_factory=FollowUps)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     ready: bool = False
 
     async def handle(self, request: web.Request) -> web.Response:
-        bolt_request = await to_bolt_request(request)
-        return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
+        with self.followups.serving():
+            bolt_request = await to_bolt_request(request)
+            return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
@@ -134,6 +137,7 @@ class SlackBot:
         finally:
             self.ready = False
             await self.door.drain_tasks(timeout_s=30)
+            await self.followups.aclose()
             self.stop.set()
             await asyncio.wait(loops, timeout=15)
             for task in loops:
@@ -155,7 +159,7 @@ def build_bot(rt: Runtime) -> SlackBot:
         signing_secret=settings.SLACK_SIGNING_SECRET,
         process_before_response=False,
     )
-    door = SlackDoor(rt, client, GroupCache())
+    door = SlackDoor(rt, client, GroupCache(), session=session)
     for surface in (queue, worker, ops, interactions):
         surface.register(app, door)
 
@@ -164,7 +168,15 @@ def build_bot(rt: Runtime) -> SlackBot:
         logger.error("slack: unhandled %s", type(error).__name__, exc_info=error)
 
     sender = OutboxSender(store=rt.store, client=client, clock=rt.clock, claimer=owner_id())
-    return SlackBot(rt=rt, client=client, app=app, door=door, sender=sender, session=session)
+    return SlackBot(
+        rt=rt,
+        client=client,
+        app=app,
+        door=door,
+        sender=sender,
+        session=session,
+        followups=door.followups,
+    )
 
 
 async def serve_http(bot: SlackBot, *, host: str, port: int) -> None:

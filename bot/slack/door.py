@@ -7,7 +7,6 @@ fill the confirmation modal with `views.update`, run the operation with live pro
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import shlex
@@ -17,9 +16,11 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import redis.asyncio as redis
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import service
 from bot.engine.plan import Plan
@@ -29,6 +30,7 @@ from bot.rbac import Decision, GroupCache, Rbac
 from bot.redact import redact
 from bot.runtime import Runtime
 from bot.slack import blocks
+from bot.slack.followups import ANSWER_START_S, MODAL_START_S, REPLY_START_S, FollowUps
 from bot.slack.outbox import Outbox
 from bot.slack.progress import SlackProgress
 from bot.slack.views import query_answer
@@ -54,32 +56,32 @@ class Origin:
 
 class SlackDoor:
     def __init__(
-        self, rt: Runtime, client: AsyncWebClient, groups: GroupCache, *, source: str = "slack"
+        self,
+        rt: Runtime,
+        client: AsyncWebClient,
+        groups: GroupCache,
+        *,
+        source: str = "slack",
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.rt = rt
+        self.session = session  # kept-alive connections for response_url answers
         self.source = source  # "console" when the terminal console drives this door
         self.client = client
         self.groups = groups
         self.rbac = Rbac(rt.config, groups)
         self.outbox = Outbox(rt.store, rt.clock)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.followups = FollowUps()
 
     # ---- plumbing -----------------------------------------------------------------------------
 
-    def spawn(self, coro: Coroutine[Any, Any, None], *, what: str) -> None:
-        async def guarded() -> None:
-            try:
-                await coro
-            except Exception:
-                logger.exception("slack: %s crashed", what)
-
-        task = asyncio.create_task(guarded())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def spawn(
+        self, coro: Coroutine[Any, Any, None], *, what: str, within_s: float = ANSWER_START_S
+    ) -> None:
+        self.followups.spawn(coro, what=what, within_s=within_s)
 
     async def drain_tasks(self, timeout_s: float) -> None:
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout_s)
+        await self.followups.drain(timeout_s)
 
     def secrets(self) -> tuple[str, ...]:
         return self.rt.secrets
@@ -141,6 +143,8 @@ class SlackDoor:
             channel_name=str(command.get("channel_name", "")),
             response_url=command.get("response_url"),
         )
+        if self.session is not None and origin.response_url:
+            respond = self._webhook(origin.response_url)
         name = str(command.get("command", ""))
         text = str(command.get("text", ""))
         shown = redact(f"{name} {text}".strip(), secrets=self.secrets())
@@ -171,13 +175,16 @@ class SlackDoor:
             self.spawn(
                 self._cancel(origin.user, parsed.target or "", {"channel": {"id": origin.channel}}),
                 what="cancel",
+                within_s=REPLY_START_S,
             )
             return
         if parsed.mutating:
             await ack()
             trigger_id = str(command.get("trigger_id", ""))
             self.spawn(
-                self._prepare(parsed, env, origin, shown, trigger_id, respond), what="prepare"
+                self._prepare(parsed, env, origin, shown, trigger_id, respond),
+                what="prepare",
+                within_s=MODAL_START_S,
             )
             return
         if decision.pending:
@@ -260,6 +267,23 @@ class SlackDoor:
             )
             return
         view_id = str(opened["view"]["id"])
+        # The modal shows "preparing the plan"; reading the plan can wait for a quiet moment.
+        self.spawn(
+            self._fill_plan(parsed, env, origin, shown, view_id, metadata),
+            what="plan",
+            within_s=ANSWER_START_S,
+        )
+
+    async def _fill_plan(
+        self,
+        parsed: Parsed,
+        env: str,
+        origin: Origin,
+        shown: str,
+        view_id: str,
+        metadata: dict[str, Any],
+    ) -> None:
+        title = f"{parsed.command} {parsed.action}"
         decision = await self.decide(origin.user, env, parsed.permission)
         if not decision.allowed:
             await self.client.views_update(
@@ -328,7 +352,9 @@ class SlackDoor:
                 return
         await ack()
         view_key = f"view:{view.get('id', '')}:{view.get('hash', '')}"
-        self.spawn(self._start(parsed, env, origin, shown, view_key), what="start")
+        self.spawn(
+            self._start(parsed, env, origin, shown, view_key), what="start", within_s=REPLY_START_S
+        )
 
     async def _start(
         self, parsed: Parsed, env: str, origin: Origin, shown: str, once_key: str
@@ -448,7 +474,9 @@ class SlackDoor:
         user = str(body.get("user", {}).get("id", ""))
         actions = body.get("actions") or [{}]
         approval_id = str(actions[0].get("value", ""))
-        self.spawn(self._vote(user, approval_id, decision, body), what="vote")
+        self.spawn(
+            self._vote(user, approval_id, decision, body), what="vote", within_s=REPLY_START_S
+        )
 
     async def _vote(self, user: str, approval_id: str, decision: str, body: dict[str, Any]) -> None:
         channel = str(body.get("channel", {}).get("id", ""))
@@ -547,7 +575,7 @@ class SlackDoor:
         await ack()
         user = str(body.get("user", {}).get("id", ""))
         op_id = str((body.get("actions") or [{}])[0].get("value", ""))
-        self.spawn(self._cancel(user, op_id, body), what="cancel")
+        self.spawn(self._cancel(user, op_id, body), what="cancel", within_s=REPLY_START_S)
 
     async def _cancel(self, user: str, op_id: str, body: dict[str, Any]) -> None:
         origin = Origin(user, str(body.get("channel", {}).get("id", "")), "", None)
@@ -586,7 +614,18 @@ class SlackDoor:
         self.spawn(
             self._prepare(parsed, env, origin, shown, trigger_id, self._respond_to(origin)),
             what="rollback",
+            within_s=MODAL_START_S,
         )
+
+    def _webhook(self, url: str) -> Respond:
+        """Answers to a response_url over the shared session: Bolt's `respond` opens a new
+        session, and a new connection, for every answer."""
+        webhook = AsyncWebhookClient(url=url, session=self.session, timeout=10)
+
+        async def respond(**message: Any) -> None:
+            await webhook.send_dict({k: v for k, v in message.items() if v is not None})
+
+        return respond
 
     def _respond_to(self, origin: Origin) -> Respond:
         async def respond(**kwargs: Any) -> None:

@@ -84,14 +84,14 @@ class Watch:
         quiet = 0
         for _ in range(1000):
             await asyncio.sleep(0.01)
-            if door._tasks:
+            if door.followups.pending():
                 quiet = 0
                 await door.drain_tasks(timeout_s=10)
             else:
                 quiet += 1
                 if quiet >= 5:
                     return
-        raise AssertionError(f"the bot is still busy: {door._tasks}")
+        raise AssertionError(f"the bot is still busy: {door.followups.pending()} follow-ups")
 
     async def quiet_since(self, mark: Mark, what: str) -> None:
         await self.settle()

@@ -1,0 +1,123 @@
+"""Work that follows an ack (answers, modals, audit rows), started when the door is quiet.
+
+Slack's 3-second ack is the one deadline the bot cannot miss, and on one event loop every
+follow-up competes with the acks still to come. So a follow-up waits while requests are being
+answered, and starts once none is, or at its latest start, whichever comes first. Latest starts
+come from what the follow-up answers to: a modal's trigger_id lasts 3 s, a response_url 30 min.
+Follow-ups start one per turn of the event loop, so a quiet moment never releases a backlog
+in one block that the next request would have to wait behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+MODAL_START_S = 0.0  # views.open: its trigger_id expires 3 s after the user typed
+REPLY_START_S = 1.0  # a vote, a confirmation, a cancel: the operator is waiting on it
+ANSWER_START_S = 2.0  # an answer through response_url, an audit row
+
+
+@dataclass(order=True)
+class _Waiting:
+    start_by: float
+    seq: int
+    coro: Coroutine[Any, Any, None] = field(compare=False)
+    what: str = field(compare=False)
+
+
+class FollowUps:
+    def __init__(self) -> None:
+        self._in_flight = 0
+        self._heap: list[_Waiting] = []
+        self._seq = itertools.count()
+        self._wake: asyncio.Event | None = None
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def pending(self) -> int:
+        """Follow-ups not yet finished (waiting to start or running)."""
+        return len(self._heap) + len(self._tasks)
+
+    def waiting(self) -> int:
+        """Follow-ups not yet started."""
+        return len(self._heap)
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """Mark one incoming request as being answered, for as long as the block runs."""
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight and self._heap and self._wake is not None:
+                self._wake.set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None], *, what: str, within_s: float) -> None:
+        """Run `coro` once no request is being answered, or `within_s` from now at the latest."""
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(loop.time() + within_s, next(self._seq), coro, what)
+        heapq.heappush(self._heap, waiting)
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.create_task(self._dispatch())
+        elif self._heap[0] is waiting or not self._in_flight:
+            self._wake.set()  # a new earliest start, or nothing holds it back
+
+    async def drain(self, timeout_s: float) -> None:
+        """Start everything still waiting, then wait (bounded) for all of it to finish."""
+        while self._heap:
+            self._start(heapq.heappop(self._heap))
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout_s)
+
+    async def aclose(self) -> None:
+        """Stop dispatching; what never started is dropped (call `drain` first to run it)."""
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatcher
+            self._dispatcher = None
+        while self._heap:
+            waiting = heapq.heappop(self._heap)
+            waiting.coro.close()
+            logger.warning("slack: %s dropped at shutdown", waiting.what)
+
+    def _start(self, waiting: _Waiting) -> None:
+        async def follow_up() -> None:
+            try:
+                await waiting.coro
+            except Exception:
+                logger.exception("slack: %s crashed", waiting.what)
+
+        task = asyncio.create_task(follow_up())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _dispatch(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            self._wake.clear()
+            timeout: float | None = None
+            if self._heap:
+                left = self._heap[0].start_by - loop.time()
+                if not self._in_flight or left <= 0:
+                    self._start(heapq.heappop(self._heap))
+                    await asyncio.sleep(0)  # one per turn: the selector is polled in between
+                    continue
+                timeout = left
+            # Not wait_for: on 3.11 it swallows a cancel that lands as the event is set.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()

@@ -1,0 +1,137 @@
+"""FollowUps: work after an ack waits while requests are being answered, never past its
+latest start, and starts in order of latest start, one per turn of the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+import pytest
+
+from bot.slack.followups import FollowUps
+
+
+def recorder(log: list[str], name: str) -> Coroutine[Any, Any, None]:
+    async def follow_up() -> None:
+        log.append(name)
+
+    return follow_up()
+
+
+async def turns(n: int) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_starts_at_once_when_no_request_is_being_answered() -> None:
+    followups = FollowUps()
+    log: list[str] = []
+    followups.spawn(recorder(log, "a"), what="a", within_s=60)
+    await followups.drain(timeout_s=0)  # releases nothing new: it only waits
+    await turns(10)
+    assert log == ["a"]
+    assert followups.pending() == 0
+    await followups.aclose()
+
+
+async def test_waits_while_a_request_is_answered_and_starts_when_it_is_done() -> None:
+    followups = FollowUps()
+    log: list[str] = []
+    with followups.serving():
+        followups.spawn(recorder(log, "a"), what="a", within_s=60)
+        await turns(50)
+        assert log == []
+        assert followups.waiting() == 1
+    await turns(10)
+    assert log == ["a"]
+    await followups.aclose()
+
+
+async def test_starts_at_its_latest_start_even_while_requests_keep_coming() -> None:
+    followups = FollowUps()
+    log: list[str] = []
+    done = asyncio.Event()
+
+    async def late() -> None:
+        log.append("late")
+        done.set()
+
+    with followups.serving():
+        followups.spawn(late(), what="late", within_s=0.05)
+        await asyncio.wait_for(done.wait(), timeout=30)
+        assert log == ["late"]
+    await followups.aclose()
+
+
+async def test_earliest_latest_start_goes_first_and_one_per_turn() -> None:
+    followups = FollowUps()
+    log: list[str] = []
+    with followups.serving():
+        followups.spawn(recorder(log, "answer"), what="answer", within_s=60)
+        followups.spawn(recorder(log, "modal"), what="modal", within_s=30)
+        followups.spawn(recorder(log, "vote"), what="vote", within_s=45)
+        await turns(20)
+        assert log == []
+    # The request is answered: the backlog starts, the earliest latest-start first, and not
+    # all in the turn the door went quiet.
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert len(log) < 3
+    await turns(20)
+    assert log == ["modal", "vote", "answer"]
+    await followups.aclose()
+
+
+async def test_a_request_arriving_mid_backlog_holds_the_rest_back() -> None:
+    followups = FollowUps()
+    log: list[str] = []
+    with followups.serving():
+        for i in range(50):
+            followups.spawn(recorder(log, str(i)), what="x", within_s=60)
+    await turns(4)
+    started = len(log)
+    assert 0 < started < 50
+    with followups.serving():
+        await turns(20)
+        held = len(log)
+        assert held < 50
+        await turns(20)
+        assert len(log) == held  # nothing more starts while the new request is answered
+    await turns(200)
+    assert log == [str(i) for i in range(50)]
+    await followups.aclose()
+
+
+async def test_drain_starts_whatever_waits_and_a_crash_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    followups = FollowUps()
+    log: list[str] = []
+
+    async def crash() -> None:
+        raise RuntimeError("boom")
+
+    with followups.serving():
+        followups.spawn(crash(), what="crashing answer", within_s=60)
+        followups.spawn(recorder(log, "b"), what="b", within_s=60)
+        await followups.drain(timeout_s=10)
+    assert log == ["b"]
+    assert followups.pending() == 0
+    assert "crashing answer crashed" in caplog.text
+    await followups.aclose()
+
+
+async def test_closing_drops_what_never_started_without_leaving_it_unawaited(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    followups = FollowUps()
+    log: list[str] = []
+    with followups.serving():
+        followups.spawn(recorder(log, "a"), what="late answer", within_s=60)
+        await turns(2)
+        await followups.aclose()
+    await turns(5)
+    assert log == []  # filterwarnings=error turns "never awaited" into a failure
+    assert followups.pending() == 0
+    assert "late answer dropped at shutdown" in caplog.text
