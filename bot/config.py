@@ -255,6 +255,8 @@ class BotSettings(BaseSettings):
     # Longest wait for one Redis reply; BullMQ's keys are small and every call the bot makes is
     # short, so a slow answer means an unreachable server (reported, never waited out).
     CHATOPS_REDIS_TIMEOUT_S: float = Field(15.0, gt=0)
+    # Longest wait to connect to the bot's own database; one statement may take three times it.
+    CHATOPS_DATABASE_TIMEOUT_S: float = Field(10.0, gt=0)
     SLACK_BOT_TOKEN: str | None = None
     SLACK_SIGNING_SECRET: str | None = None
     SLACK_APP_TOKEN: str | None = None

@@ -103,7 +103,10 @@ async def open_runtime(
         await asyncio.to_thread(settings.state_dir(environ).mkdir, parents=True, exist_ok=True)
     secrets = tuple(secret_values(settings, config))
     async with contextlib.AsyncExitStack() as stack:
-        store = await Store.open(url, secrets=secrets)
+        timeout_s = settings.CHATOPS_DATABASE_TIMEOUT_S
+        store = await Store.open(
+            url, secrets=secrets, connect_timeout_s=timeout_s, command_timeout_s=3 * timeout_s
+        )
         stack.push_async_callback(store.close)
         await store.upgrade()
         runtime = Runtime(

@@ -35,6 +35,7 @@ from bot.config import BotSettings, Config, RoleConfig, load_config
 from bot.console.render import input_blocks, plain
 from bot.console.server import CONSOLE_CHANNEL_PREFIX, Message, Modal, Screen, TerminalSlack
 from bot.engine.recovery import recover_interrupted
+from bot.engine.runner import owner_id
 from bot.errors import BadInput
 from bot.runtime import open_runtime
 from bot.slack.app import EVENTS_PATH, build_bot
@@ -548,8 +549,7 @@ async def run_console(
         async with open_runtime(environ, config=config) as rt:
             for line in await recover_interrupted(rt):
                 screen.note(f"recovered: {line}", style="yellow")
-            bot = build_bot(rt)
-            bot.door.source = "console"
+            bot = build_bot(rt, scope=f"console:{owner_id()}", source="console")
             runner, port = await bot.start_http("127.0.0.1", 0)
             try:
                 async with (

@@ -30,6 +30,7 @@ from bot.runtime import Runtime
 from bot.slack.door import SlackDoor
 from bot.slack.followups import FollowUps
 from bot.slack.outbox import OutboxSender
+from bot.store.slack import SLACK_SCOPE
 from commands import interactions, ops, queue, worker
 
 logger = logging.getLogger(__name__)
@@ -148,7 +149,9 @@ class SlackBot:
                 await self.session.close()
 
 
-def build_bot(rt: Runtime) -> SlackBot:
+def build_bot(rt: Runtime, *, scope: str = SLACK_SCOPE, source: str = "slack") -> SlackBot:
+    """`scope` and `source` are the terminal console's own when it drives the bot: its outbox
+    entries are delivered by it alone, and its actions audited as `console`."""
     settings = rt.settings
     if not settings.SLACK_SIGNING_SECRET:
         raise ConfigError(["SLACK_SIGNING_SECRET: not set"], source="environment")
@@ -159,7 +162,7 @@ def build_bot(rt: Runtime) -> SlackBot:
         signing_secret=settings.SLACK_SIGNING_SECRET,
         process_before_response=False,
     )
-    door = SlackDoor(rt, client, GroupCache(), session=session)
+    door = SlackDoor(rt, client, GroupCache(), session=session, source=source, scope=scope)
     for surface in (queue, worker, ops, interactions):
         surface.register(app, door)
 
@@ -167,7 +170,9 @@ def build_bot(rt: Runtime) -> SlackBot:
     async def handle_error(error: Exception, body: dict[str, object]) -> None:
         logger.error("slack: unhandled %s", type(error).__name__, exc_info=error)
 
-    sender = OutboxSender(store=rt.store, client=client, clock=rt.clock, claimer=owner_id())
+    sender = OutboxSender(
+        store=rt.store, client=client, clock=rt.clock, claimer=owner_id(), scope=scope
+    )
     return SlackBot(
         rt=rt,
         client=client,

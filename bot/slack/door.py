@@ -25,7 +25,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot import service
 from bot.engine.plan import Plan
 from bot.engine.runner import Actor
-from bot.errors import BadInput, BotError
+from bot.errors import BadInput, BotError, StoreUnavailable
 from bot.rbac import Decision, GroupCache, Rbac
 from bot.redact import redact
 from bot.runtime import Runtime
@@ -33,7 +33,9 @@ from bot.slack import blocks
 from bot.slack.followups import ANSWER_START_S, MODAL_START_S, REPLY_START_S, FollowUps
 from bot.slack.outbox import Outbox
 from bot.slack.progress import SlackProgress
+from bot.slack.replays import RecentRequests
 from bot.slack.views import query_answer
+from bot.store.slack import SLACK_SCOPE
 from commands.grammar import Parsed, help_lines, parse
 
 logger = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ class SlackDoor:
         *,
         source: str = "slack",
         session: aiohttp.ClientSession | None = None,
+        scope: str = SLACK_SCOPE,
     ) -> None:
         self.rt = rt
         self.session = session  # kept-alive connections for response_url answers
@@ -70,8 +73,9 @@ class SlackDoor:
         self.client = client
         self.groups = groups
         self.rbac = Rbac(rt.config, groups)
-        self.outbox = Outbox(rt.store, rt.clock)
+        self.outbox = Outbox(rt.store, rt.clock, scope=scope)
         self.followups = FollowUps()
+        self.recent = RecentRequests()
 
     # ---- plumbing -----------------------------------------------------------------------------
 
@@ -148,6 +152,11 @@ class SlackDoor:
         name = str(command.get("command", ""))
         text = str(command.get("text", ""))
         shown = redact(f"{name} {text}".strip(), secrets=self.secrets())
+        trigger_id = str(command.get("trigger_id", ""))
+        if trigger_id and not self.recent.first_time(f"slash:{trigger_id}"):
+            await ack()
+            self.spawn(self.audit_refusal(origin, None, shown, "replayed request"), what="audit")
+            return
         try:
             parsed = parse(name, text)
             env = (
@@ -180,7 +189,6 @@ class SlackDoor:
             return
         if parsed.mutating:
             await ack()
-            trigger_id = str(command.get("trigger_id", ""))
             self.spawn(
                 self._prepare(parsed, env, origin, shown, trigger_id, respond),
                 what="prepare",
@@ -359,6 +367,14 @@ class SlackDoor:
     async def _start(
         self, parsed: Parsed, env: str, origin: Origin, shown: str, once_key: str
     ) -> None:
+        try:
+            await self._start_confirmed(parsed, env, origin, shown, once_key)
+        except StoreUnavailable as exc:
+            await self._store_down(origin, exc, f"`{shown}` did not run; try again when it is back")
+
+    async def _start_confirmed(
+        self, parsed: Parsed, env: str, origin: Origin, shown: str, once_key: str
+    ) -> None:
         if not await self.rt.store.remember_request(once_key, now=self.rt.clock.now()):
             logger.warning("slack: a replayed confirmation was ignored")
             return
@@ -389,7 +405,19 @@ class SlackDoor:
 
     async def _tell(self, origin: Origin, text: str) -> None:
         key = f"note:{origin.user}:{self.rt.clock.now().timestamp()}"
-        await self.outbox.ephemeral(key, channel=origin.channel, user=origin.user, text=text)
+        try:
+            await self.outbox.ephemeral(key, channel=origin.channel, user=origin.user, text=text)
+        except StoreUnavailable:
+            # The outbox lives in the store: say it straight away, once, or log it.
+            try:
+                await self.client.chat_postEphemeral(
+                    channel=origin.channel, user=origin.user, text=text
+                )
+            except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+                logger.error("slack: could not tell %s (%s): %s", origin.user, exc, text)
+
+    async def _store_down(self, origin: Origin, exc: StoreUnavailable, what: str) -> None:
+        await self._tell(origin, f"❌ {exc}; {what}")
 
     # ---- running ------------------------------------------------------------------------------
 
@@ -479,6 +507,15 @@ class SlackDoor:
         )
 
     async def _vote(self, user: str, approval_id: str, decision: str, body: dict[str, Any]) -> None:
+        try:
+            await self._count_vote(user, approval_id, decision, body)
+        except StoreUnavailable as exc:
+            origin = Origin(user, str(body.get("channel", {}).get("id", "")), "", None)
+            await self._store_down(origin, exc, "your answer was not counted; click again later")
+
+    async def _count_vote(
+        self, user: str, approval_id: str, decision: str, body: dict[str, Any]
+    ) -> None:
         channel = str(body.get("channel", {}).get("id", ""))
         approval = await self.rt.store.get_approval(approval_id)
         if approval is None:
@@ -579,6 +616,13 @@ class SlackDoor:
 
     async def _cancel(self, user: str, op_id: str, body: dict[str, Any]) -> None:
         origin = Origin(user, str(body.get("channel", {}).get("id", "")), "", None)
+        try:
+            await self._cancel_operation(origin, op_id)
+        except StoreUnavailable as exc:
+            await self._store_down(origin, exc, f"{op_id} was not cancelled; try again")
+
+    async def _cancel_operation(self, origin: Origin, op_id: str) -> None:
+        user = origin.user
         op = await self.rt.store.get_operation(op_id)
         if op is None:
             return

@@ -5,7 +5,8 @@ follow-up competes with the acks still to come. So a follow-up waits while reque
 answered, and starts once none is, or at its latest start, whichever comes first. Latest starts
 come from what the follow-up answers to: a modal's trigger_id lasts 3 s, a response_url 30 min.
 Follow-ups start one per turn of the event loop, so a quiet moment never releases a backlog
-in one block that the next request would have to wait behind.
+in one block that the next request would have to wait behind, and while requests keep coming
+only a few run at a time. Under a sustained overload acks stay fast and answers come late.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ logger = logging.getLogger(__name__)
 MODAL_START_S = 0.0  # views.open: its trigger_id expires 3 s after the user typed
 REPLY_START_S = 1.0  # a vote, a confirmation, a cancel: the operator is waiting on it
 ANSWER_START_S = 2.0  # an answer through response_url, an audit row
+# While requests keep coming, follow-ups past their latest start run this many at a time: a
+# backlog trickles out behind the acks instead of landing on them all at once.
+BUSY_RUNNING = 2
 
 
 @dataclass(order=True)
@@ -102,7 +106,12 @@ class FollowUps:
 
         task = asyncio.create_task(follow_up())
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if self._heap and self._wake is not None:
+            self._wake.set()
 
     async def _dispatch(self) -> None:
         assert self._wake is not None
@@ -112,11 +121,12 @@ class FollowUps:
             timeout: float | None = None
             if self._heap:
                 left = self._heap[0].start_by - loop.time()
-                if not self._in_flight or left <= 0:
+                due = left <= 0 and len(self._tasks) < BUSY_RUNNING
+                if not self._in_flight or due:
                     self._start(heapq.heappop(self._heap))
                     await asyncio.sleep(0)  # one per turn: the selector is polled in between
                     continue
-                timeout = left
+                timeout = left if left > 0 else None  # else: until one finishes
             # Not wait_for: on 3.11 it swallows a cancel that lands as the event is set.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):

@@ -21,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.clock import Clock
 from bot.errors import BotError
 from bot.store import Store
+from bot.store.slack import SLACK_SCOPE
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +54,10 @@ _MAX_BACKOFF_S = 60.0
 class Outbox:
     """What writers call: each method stores one entry; the sender does the rest."""
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, *, scope: str = SLACK_SCOPE) -> None:
         self._store = store
         self._clock = clock
+        self.scope = scope
 
     async def post(
         self,
@@ -72,7 +74,7 @@ class Outbox:
         if fallback_url:
             args["fallback_url"] = fallback_url
         await self._store.enqueue_slack(
-            message_key=key, method=POST, args=args, now=self._clock.now()
+            message_key=key, method=POST, args=args, now=self._clock.now(), scope=self.scope
         )
 
     async def update(
@@ -91,6 +93,7 @@ class Outbox:
             args={"text": text, "blocks": blocks, "delay_s": delay_s, "final": final},
             now=self._clock.now(),
             coalesce=True,
+            scope=self.scope,
         )
 
     async def reply(self, parent_key: str, key: str, *, text: str) -> None:
@@ -100,6 +103,7 @@ class Outbox:
             method=POST,
             args={"thread_of": parent_key, "text": text},
             now=self._clock.now(),
+            scope=self.scope,
         )
 
     async def ephemeral(self, key: str, *, channel: str, user: str, text: str) -> None:
@@ -108,6 +112,7 @@ class Outbox:
             method=EPHEMERAL,
             args={"channel": channel, "user": user, "text": text},
             now=self._clock.now(),
+            scope=self.scope,
         )
 
 
@@ -142,11 +147,13 @@ class OutboxSender:
         claimer: str,
         budget: UpdateBudget | None = None,
         session: aiohttp.ClientSession | None = None,
+        scope: str = SLACK_SCOPE,
     ) -> None:
         self._store = store
         self._client = client
         self._clock = clock
         self._claimer = claimer
+        self.scope = scope
         self._budget = budget or UpdateBudget(clock)
         self._session = session
         self._last_update: dict[str, float] = {}
@@ -166,7 +173,11 @@ class OutboxSender:
 
     async def run_once(self, *, limit: int = 20) -> int:
         entries = await self._store.claim_slack(
-            now=self._clock.now(), limit=limit, claimer=self._claimer, lease_s=_LEASE_S
+            now=self._clock.now(),
+            limit=limit,
+            claimer=self._claimer,
+            lease_s=_LEASE_S,
+            scope=self.scope,
         )
         for entry in entries:
             await self._send(entry)

@@ -240,7 +240,8 @@ class ApprovalVote(Base):
 
 class SlackOutbox(Base):
     """Slack calls owed, sent in `id` order per `message_key`. `sent_at` is set once the entry
-    is settled (sent, or given up on); `claimed_by`/`claimed_until` is a sender's lease."""
+    is settled (sent, or given up on); `claimed_by`/`claimed_until` is a sender's lease. Only
+    senders of the entry's `scope` claim it (`slack`, or one terminal console's own)."""
 
     __tablename__ = "slack_outbox"
     __table_args__ = (
@@ -260,6 +261,7 @@ class SlackOutbox(Base):
     result: Mapped[Any] = mapped_column(JSON, nullable=True)
     claimed_by: Mapped[str | None] = mapped_column(String(255))
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    scope: Mapped[str] = mapped_column(String(255), server_default="slack")
 
 
 class SlackMessage(Base):

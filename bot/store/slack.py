@@ -52,6 +52,8 @@ from bot.store.sql import dml
 
 logger = logging.getLogger(__name__)
 
+SLACK_SCOPE = "slack"  # the outbox entries any `chatops serve` delivers
+
 FINISHED_APPROVAL_STATES: tuple[ApprovalState, ...] = ("done", "cancelled")
 """What `finish_approval` may move an `executing` approval to."""
 
@@ -298,6 +300,7 @@ class SlackStore:
         args: Mapping[str, Any],
         now: datetime,
         coalesce: bool = False,
+        scope: str = SLACK_SCOPE,
     ) -> int:
         """Owe Slack a call (due at once); its id. `args` are redacted before they are stored.
 
@@ -344,6 +347,7 @@ class SlackStore:
             sent_at=None,
             claimed_by=None,
             claimed_until=None,
+            scope=scope,
         )
         async with self._transaction() as session:
             session.add(row)
@@ -351,7 +355,13 @@ class SlackStore:
             return row.id
 
     async def claim_slack(
-        self, *, now: datetime, limit: int, claimer: str, lease_s: float
+        self,
+        *,
+        now: datetime,
+        limit: int,
+        claimer: str,
+        lease_s: float,
+        scope: str = SLACK_SCOPE,
     ) -> list[OutboxEntry]:
         """Claim up to `limit` due entries for `lease_s` seconds, oldest first.
 
@@ -359,7 +369,8 @@ class SlackStore:
         due (`not_before` <= now) and not leased to a sender (never claimed, released by
         `slack_retry`, or its lease over): a message's calls go out one at a time, in order. Each
         claim is a conditional UPDATE, so two senders never hold the same entry. An entry whose
-        lease runs out before `slack_sent` is sent again: delivery is at least once.
+        lease runs out before `slack_sent` is sent again: delivery is at least once. Only
+        entries of `scope` are claimed.
         """
         heads = (
             select(func.min(SlackOutbox.id).label("id"))
@@ -372,7 +383,9 @@ class SlackStore:
                 await session.scalars(
                     select(SlackOutbox.id)
                     .join(heads, heads.c.id == SlackOutbox.id)
-                    .where(SlackOutbox.not_before <= now, _unleased(now))
+                    .where(
+                        SlackOutbox.scope == scope, SlackOutbox.not_before <= now, _unleased(now)
+                    )
                     .order_by(SlackOutbox.id)
                     .limit(limit)
                 )

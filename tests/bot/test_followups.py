@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.slack.followups import FollowUps
+from bot.slack.followups import BUSY_RUNNING, FollowUps
 
 
 def recorder(log: list[str], name: str) -> Coroutine[Any, Any, None]:
@@ -135,3 +135,31 @@ async def test_closing_drops_what_never_started_without_leaving_it_unawaited(
     assert log == []  # filterwarnings=error turns "never awaited" into a failure
     assert followups.pending() == 0
     assert "late answer dropped at shutdown" in caplog.text
+
+
+async def test_overdue_work_trickles_while_requests_keep_coming() -> None:
+    followups = FollowUps()
+    running: list[int] = []
+    gates = [asyncio.Event() for _ in range(5)]
+
+    def blocking(i: int) -> Coroutine[Any, Any, None]:
+        async def follow_up() -> None:
+            running.append(i)
+            await gates[i].wait()
+
+        return follow_up()
+
+    with followups.serving():
+        for i in range(5):
+            followups.spawn(blocking(i), what=str(i), within_s=0)
+        await turns(20)
+        assert running == list(range(BUSY_RUNNING))
+        gates[0].set()
+        await turns(20)
+        assert running == list(range(BUSY_RUNNING + 1))
+    await turns(20)
+    assert running == list(range(5))  # quiet again: the rest starts
+    for gate in gates:
+        gate.set()
+    await followups.drain(timeout_s=10)
+    await followups.aclose()

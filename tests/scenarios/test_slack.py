@@ -14,11 +14,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import make_url
 
 from bot.clock import Clock, SystemClock
 from bot.runtime import open_runtime
 from bot.slack import blocks
 from bot.slack.app import SlackBot, build_bot
+from tests.faults.proxy import fault_proxy
 from tests.scenarios.conftest import Scenario
 from tests.slack.driver import SlackDriver
 from tests.slack.fake_slack import FakeSlack
@@ -244,6 +246,23 @@ async def test_a_replayed_confirmation_runs_once(chat: Chat):
     assert [h["kind"] for h in history] == ["pause"]
 
 
+async def test_a_replayed_slash_command_is_refused_and_audited(chat: Chat):
+    await chat.bot.door.refresh_groups()
+    status = await chat.driver.command("/queue", "status sla")
+    await chat.wait(lambda: bool(chat.slack.responses(status.response_url)))
+    replayed = await chat.driver.replay(status.request)
+    assert replayed.status == 200
+    pause = await chat.driver.command("/queue", "pause sla")
+    await _plan_view(chat, OPS)
+    again = await chat.driver.replay(pause.request)
+    assert again.status == 200
+    await chat.wait(lambda: len([a for a in chat.audit() if a[2] == "replayed request"]) == 2)
+    await chat.bot.door.drain_tasks(timeout_s=10)
+    assert len(chat.slack.responses(status.response_url)) == 1  # answered once
+    assert len(chat.slack.calls_to("views.open")) == 1  # one modal, no "could not open" answer
+    assert chat.slack.responses(pause.response_url) == []
+
+
 @pytest.mark.protected
 async def test_protected_environment_needs_the_target_typed(chat: Chat):
     await chat.bot.door.refresh_groups()
@@ -336,6 +355,52 @@ async def test_redis_unreachable_is_answered_not_hung(scenario: Scenario, fake_s
             writer.close()
         silent.close()
         await silent.wait_closed()
+
+
+async def test_database_that_stops_answering_is_answered_not_hung(
+    scenario: Scenario, fake_slack: FakeSlack, fresh_pg_database: str
+):
+    """The bot's PostgreSQL behind a proxy that turns into a black hole mid-run: commands are
+    still acked, a read-only answer still comes (it needs Redis only), a confirmed operation is
+    refused with the database named and nothing changes; once it answers again, it runs."""
+    database = make_url(fresh_pg_database)
+    async with fault_proxy(database.host or "127.0.0.1", database.port or 5432) as proxy:
+        environ = configure(scenario, fake_slack)
+        environ["CHATOPS_DATABASE_URL"] = database.set(
+            host="127.0.0.1", port=proxy.port
+        ).render_as_string(hide_password=False)
+        environ["CHATOPS_DATABASE_TIMEOUT_S"] = "1"
+        async with running_bot(scenario, fake_slack, environ) as chat:
+            await chat.bot.door.refresh_groups()
+            await chat.driver.command("/queue", "pause sla")
+            view = await _plan_view(chat, OPS)
+
+            proxy.set_mode("blackhole")
+            status = await chat.driver.command("/queue", "status sla")
+            assert status.status == 200 and status.elapsed_s < 3
+            await chat.wait(lambda: bool(chat.slack.responses(status.response_url)), timeout_s=15)
+            assert "sla" in json.dumps(chat.slack.responses(status.response_url)[0])
+
+            submitted = await chat.driver.view_submission(view)
+            assert submitted.status == 200 and submitted.elapsed_s < 3
+
+            def told() -> list[str]:
+                texts = [m["text"] for m in chat.slack.ephemerals(CHANNEL, OPS)]
+                return [text for text in texts if "database" in text]
+
+            await chat.wait(lambda: bool(told()), timeout_s=30)
+            assert "is unavailable" in told()[0] and "did not run" in told()[0]
+            assert "@" not in told()[0].split("database", 1)[1]  # no credentials in the URL shown
+            paused = await chat.scenario.redis.hget(f"{chat.scenario.prefix}:sla:meta", "paused")
+            assert paused is None
+
+            proxy.set_mode("pass")
+            await chat.driver.command("/queue", "pause sla")
+            again = await _plan_view(chat, OPS)
+            await chat.driver.view_submission(again)
+            await chat.wait(lambda: chat.final() is not None, timeout_s=60)
+            status_after = await chat.scenario.json("queue", "status", "sla", "--env", "test")
+            assert status_after["queues"][0]["paused"] is True
 
 
 async def test_the_final_message_survives_a_slack_outage_and_a_restart(

@@ -114,7 +114,7 @@ async def test_upgrading_from_0001_keeps_the_data(db_url: str) -> None:
         assert {d[1].name for d in diff if d[0] == "add_table"} == SLACK_TABLES
 
         await store.upgrade()
-        assert await store.revision() == migrate.head_revision() == "0003"
+        assert await store.revision() == migrate.head_revision() == "0004"
         assert await store.get_operation(op.id) == before
         assert await store.audit_events(limit=10) == events
         assert [r.id for r in await store.pending_restores(op.id)] == [restore]
@@ -146,12 +146,12 @@ async def test_downgrading_to_0001_drops_only_the_slack_tables(store: Store, db_
     assert not tables & SLACK_TABLES
     assert len(await store.audit_events(limit=10)) == 1
     await store.upgrade()
-    assert await store.revision() == "0003"
+    assert await store.revision() == "0004"
     assert await store.pending_slack(limit=10) == []
 
 
 async def test_the_slack_models_match_the_migration(store: Store, db_url: str) -> None:
-    assert await store.revision() == "0003"
+    assert await store.revision() == "0004"
     tables = await with_connection(db_url, lambda c: set(inspect(c).get_table_names()))
     assert tables >= SLACK_TABLES
     assert await with_connection(db_url, model_diff) == []
@@ -394,6 +394,22 @@ async def test_two_expirers_never_expire_the_same_approval(
 
 async def enqueue(store: Store, key: str, method: str = "chat.update", **args: Any) -> int:
     return await store.enqueue_slack(message_key=key, method=method, args=args, now=T0)
+
+
+async def test_a_sender_claims_only_the_entries_of_its_scope(store: Store) -> None:
+    console = "console:host:123"
+    served = await enqueue(store, "op-a:progress", "chat.postMessage", text="for Slack")
+    shown = await store.enqueue_slack(
+        message_key="op-b:progress", method="chat.postMessage", args={}, now=T0, scope=console
+    )
+    other = await store.enqueue_slack(
+        message_key="op-c:progress", method="chat.postMessage", args={}, now=T0, scope="console:x"
+    )
+    slack = await store.claim_slack(now=T0, limit=10, claimer="serve", lease_s=60)
+    assert [e.id for e in slack] == [served]
+    mine = await store.claim_slack(now=T0, limit=10, claimer="tty", lease_s=60, scope=console)
+    assert [e.id for e in mine] == [shown]
+    assert other not in {e.id for e in slack + mine}
 
 
 async def test_claim_takes_the_oldest_due_entry_of_each_message(store: Store) -> None:
