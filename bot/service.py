@@ -31,6 +31,7 @@ from bot.queues import (
     failed_jobs,
     read_states,
 )
+from bot.queues.health import RedisReport, check_redis
 from bot.redact import redact
 from bot.releases import current_commit
 from bot.runtime import Runtime
@@ -58,6 +59,11 @@ async def queue_states(rt: Runtime, env_name: str, queue: str | None) -> list[Qu
     env = rt.config.env(env_name)
     queues = [env.queue(queue, env=env_name)] if queue else list(env.queues)
     return await read_states(rt.redis_for(env_name), prefix=env.prefix, queues=queues)
+
+
+async def redis_check(rt: Runtime, env_name: str) -> RedisReport:
+    env = rt.config.env(env_name)
+    return await check_redis(rt.redis_for(env_name), prefix=env.prefix)
 
 
 async def queue_workers(rt: Runtime, env_name: str, queue: str) -> WorkerConnections:

@@ -52,6 +52,7 @@ ops_app = typer.Typer(help="Operations: history, details, cancel.")
 lock_app = typer.Typer(help="Operation locks.")
 config_app = typer.Typer(help="Configuration.")
 db_app = typer.Typer(help="The bot's own database.")
+redis_app = typer.Typer(help="The Redis of an environment.")
 for sub, name in (
     (queue_app, "queue"),
     (worker_app, "worker"),
@@ -59,6 +60,7 @@ for sub, name in (
     (lock_app, "lock"),
     (config_app, "config"),
     (db_app, "db"),
+    (redis_app, "redis"),
 ):
     sub.info.no_args_is_help = True
     app.add_typer(sub, name=name)
@@ -376,6 +378,27 @@ def _asdict(obj: Any) -> Any:
 
 
 # ---- worker -----------------------------------------------------------------------------------
+
+
+@redis_app.command("check")
+def redis_check(env: Env, as_json: Json = False) -> None:
+    """Whether Redis suits BullMQ and the bot: latency, user, permissions, eviction, memory."""
+
+    async def body(rt: Runtime) -> bool:
+        report = await service.redis_check(rt, env)
+        if as_json:
+            _print_json({"env": env, **report.as_json()})
+            return report.ok
+        styles = {"ok": "green", "warn": "yellow", "fail": "red", "info": "cyan"}
+        for finding in report.findings:
+            style = styles[finding.level]
+            out.print(
+                f"[{style}]{finding.level:>4}[/{style}]  {finding.check}: {escape(finding.detail)}"
+            )
+        return report.ok
+
+    if not _execute(body):
+        raise typer.Exit(1)
 
 
 @worker_app.command("status")

@@ -57,6 +57,7 @@ ACTIONS: dict[str, dict[str, Action]] = {
                 True,
                 frozenset({"--overdue"}),
             ),
+            Action("redis-check", "redis-check", None, False),
         )
     },
     "worker": {
@@ -252,13 +253,17 @@ def _whole(values: dict[str, str], flag: str, low: int, high: int) -> int | None
     return None if number is None else int(number)
 
 
+_CLI_NAMES = {("queue", "redis-check"): "redis_check"}  # `chatops redis check`
+
+
 def action_help(command: str, action: str) -> str:
     """The first line of the docstring of the CLI command that does the same: one help text."""
     if (command, action) == ("ops", "help"):
         return "what you may run here"
     from commands import cli  # the CLI imports this module
 
-    handler = getattr(cli, f"{command}_{action}".replace("-", "_"), None)
+    name = _CLI_NAMES.get((command, action), f"{command}_{action}".replace("-", "_"))
+    handler = getattr(cli, name, None)
     doc = (handler.__doc__ or "").strip().splitlines() if handler else []
     return doc[0] if doc else ""
 

@@ -143,7 +143,10 @@ class SlackBot:
             await asyncio.wait(loops, timeout=15)
             for task in loops:
                 task.cancel()
-            await self.sender.run_once()
+            try:
+                await self.sender.run_once()
+            except BotError as exc:  # the store is down: what is owed stays owed
+                logger.warning("slack: outbox not flushed at stop: %s", exc)
             await self.sender.aclose()
             if self.session is not None:
                 await self.session.close()

@@ -72,6 +72,13 @@ async def _lines(rt: Runtime, parsed: Parsed, env: str) -> tuple[str, list[str]]
         ] or ["no delayed jobs"]
         lines += [f"scheduler {s.key}: next {_when(s.next_at)}" for s in listing.schedulers]
         return f"delayed jobs of {target} in {env}", lines
+    if key == ("queue", "redis-check"):
+        report = await service.redis_check(rt, env)
+        marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "info": "info"}
+        verdict = "fit for BullMQ" if report.ok else "NOT fit for BullMQ"
+        return f"Redis of {env}: {verdict}", [
+            f"{marks[f.level]}  {f.check}: {f.detail}" for f in report.findings
+        ]
     if key == ("worker", "status"):
         status = await service.worker_status(rt, env, target)
         return f"{target} in {env}", [

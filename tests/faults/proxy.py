@@ -13,7 +13,7 @@ import contextlib
 import socket
 import struct
 from collections.abc import AsyncIterator
-from typing import Literal
+from typing import Any, Literal
 
 Mode = Literal["pass", "blackhole", "reset", "delay"]
 
@@ -29,6 +29,7 @@ class FaultProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._pumps: set[asyncio.Task[None]] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()
 
     @property
     def port(self) -> int:
@@ -51,17 +52,23 @@ class FaultProxy:
                 _reset(writer)
 
     async def close(self) -> None:
+        """Stop listening and reset every connection; returns once each handler has ended."""
         if self._server is not None:
             self._server.close()
-        for writer in list(self._writers):
-            _reset(writer)
+        self.set_mode("reset")  # also wakes handlers held by a black hole, which then reset
         for task in list(self._pumps):
             task.cancel()
         await asyncio.gather(*self._pumps, return_exceptions=True)
+        if self._handlers:
+            await asyncio.wait(set(self._handlers), timeout=10)
         if self._server is not None:
             await self._server.wait_closed()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
+        handler.add_done_callback(self._handlers.discard)
         self.accepted += 1
         if self.mode == "reset":
             _reset(writer)

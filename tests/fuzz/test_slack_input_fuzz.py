@@ -429,10 +429,12 @@ async def test_replayed_commands_and_confirmations_run_once(watch: Watch) -> Non
     await asyncio.gather(*(chat.driver.replay(first.request) for _ in range(3)))
     await watch.settle()
     await asyncio.sleep(0.5)
-    # The replayed command asks views.open to use its trigger_id a second time: Slack answers
-    # exchanged_trigger_id and the bot says it could not open the confirmation.
-    chat.slack.expect_violations("reused")
+    # The replayed command is known by its trigger_id: refused before any Slack call, audited.
     assert chat.slack.unacknowledged_violations == []
+    assert len(chat.slack.calls_to("views.open")) == 1
+    assert [a for a in chat.audit() if a[2] == "replayed request"] == [
+        (OPS, "refused", "replayed request")
+    ]
     assert await _history(chat) == ["pause"]
 
 

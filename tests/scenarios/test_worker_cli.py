@@ -253,7 +253,9 @@ async def test_restart_waits_for_jobs_longer_than_kill_timeout_so_none_runs_twic
 async def test_a_deploy_is_refused_while_a_drain_holds_its_queue(fleet: Fleet):
     scenario = fleet.scenario
     await scenario.redis.set(f"{scenario.prefix}:flags:WORKER_ACCEPT_JOBS", "true")
-    await scenario.produce("sla", 40, "--data", json.dumps({"ms": 300}))
+    # About 12 s of work for the worker's 5 slots: the drain still holds its lock when the
+    # deploy starts, however slow the machine is to start a second CLI.
+    await scenario.produce("sla", 40, "--data", json.dumps({"ms": 1500}))
     drain = await scenario.spawn("queue", "drain", "sla", "--env", "test", "--yes")
     try:
         async with asyncio.timeout(20):

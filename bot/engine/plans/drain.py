@@ -22,6 +22,7 @@ from bot.queues import (
     read_states,
     scheduler_count,
 )
+from bot.queues.health import require_fit_redis
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ def _describe(state: QueueState, due: int) -> str:
 
 
 async def _check(ctx: StepContext, params: DrainParams) -> str:
+    await require_fit_redis(ctx.redis, prefix=ctx.env.prefix, doing=f"a drain of {params.queue}")
     (state,) = await read_states(ctx.redis, prefix=ctx.env.prefix, queues=[params.queue])
     if state.paused:
         raise Refused(

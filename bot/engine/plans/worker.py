@@ -19,6 +19,7 @@ from bot.queues import (
     resume_queue,
     run_canary,
 )
+from bot.queues.health import require_fit_redis
 from bot.releases import (
     Release,
     current_commit,
@@ -53,7 +54,9 @@ def worker_plan(
     name = request.worker
     cfg = env.worker(name, env=env_name)
     target = target_for(name, cfg)
-    steps: list[Step] = [Step(f"check {cfg.app} under pm2", lambda ctx: _check(ctx, target), 30)]
+    steps: list[Step] = [
+        Step(f"check {cfg.app} under pm2", lambda ctx: _check(ctx, target, cfg), 30)
+    ]
     deploy = cfg.deploy
     if request.kind in ("deploy", "rollback"):
         if deploy is None:
@@ -218,7 +221,11 @@ def _status_line(status: WorkerStatus) -> str:
     )
 
 
-async def _check(ctx: StepContext, target: Target) -> str:
+async def _check(ctx: StepContext, target: Target, cfg: WorkerConfig) -> str:
+    if cfg.queues:
+        await require_fit_redis(
+            ctx.redis, prefix=ctx.env.prefix, doing=f"a restart of {target.name}"
+        )
     status = await target.status()
     if status.status == "missing":
         raise Refused(f"pm2 has no app {target.name!r}: start it once under pm2 first")
