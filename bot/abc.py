@@ -62,3 +62,7 @@ class Target(Protocol):
     async def logs(self, *, lines: int) -> list[str]:
         """The last `lines` lines of the app's output, secrets redacted."""
         ...
+
+    async def env_keys(self) -> frozenset[str]:
+        """The names (never the values) of the environment the app gets on its next reload."""
+        ...

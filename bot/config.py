@@ -36,6 +36,8 @@ OPERATIONS = (
     "build",
     "logs",
     "releases",
+    "env-check",
+    "redis-check",
     "mark-good",
     "cancel",
     "history",
@@ -185,6 +187,21 @@ class RoleConfig(_Model):
     groups: tuple[str, ...] = ()
 
 
+class IncidentsConfig(_Model):
+    """Where incidents (rollbacks, failed restarts) are told, besides the store."""
+
+    channel: str | None = None  # a Slack channel, through the outbox
+    webhook_url: str | None = None  # a JSON POST (incident tools, chat webhooks); a secret
+    webhook_timeout_s: float = Field(10.0, gt=0, le=120)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("webhook_url must be an http(s) URL")
+        return value
+
+
 class Config(_Model):
     """The YAML file: environments, and who may do what (used by the Slack door)."""
 
@@ -194,6 +211,7 @@ class Config(_Model):
     permissions: dict[str, dict[str, tuple[str, ...]]] = Field(default_factory=dict)
     # operation -> environment (or "*") -> approvals needed
     approvals: dict[str, dict[str, int]] = Field(default_factory=dict)
+    incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
 
     @field_validator("environments")
     @classmethod
@@ -457,3 +475,5 @@ def secret_values(settings: BotSettings, config: Config | None) -> Iterator[str]
     for url in urls:
         if url and (password := urlsplit(url).password):
             yield password
+    if config is not None and config.incidents.webhook_url:
+        yield config.incidents.webhook_url  # its path is the credential (chat webhooks)

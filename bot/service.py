@@ -6,6 +6,7 @@ The CLI and Slack call these and render the results; neither touches Redis, pm2 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,8 +19,10 @@ from bot.engine.plans.drain import DrainParams, drain_plan
 from bot.engine.plans.queue_ops import pause_plan, promote_plan, resume_plan, retry_plan
 from bot.engine.plans.worker import WorkerRequest, build_plan, worker_plan
 from bot.engine.runner import Actor, Outcome, owner_id
-from bot.errors import BadInput, Refused, UnknownOperation
+from bot.envcheck import EnvCheck, check_env
+from bot.errors import BadInput, BotError, Refused, UnknownOperation
 from bot.git import validate_ref
+from bot.incidents import record_incident
 from bot.locks import LockInfo, force_release, lock_info
 from bot.queues import (
     DelayedListing,
@@ -36,7 +39,9 @@ from bot.redact import redact
 from bot.releases import current_commit
 from bot.runtime import Runtime
 from bot.slack.outbox import Outbox, OutboxSender
-from bot.store.records import AuditRecord, OperationRecord, ReleaseRecord
+from bot.store.records import AuditRecord, IncidentRecord, OperationRecord, ReleaseRecord
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class OperationRequest:
     all_jobs: bool = False  # retry --all / promote --overdue
     timeout_s: float | None = None
     ref: str | None = None  # deploy --ref, rollback --to
+    skip_env_check: bool = False  # restart/deploy/rollback --skip-env-check
 
 
 # ---- read-only views -------------------------------------------------------------------------
@@ -99,9 +105,22 @@ async def worker_logs(rt: Runtime, env_name: str, worker: str, lines: int) -> li
     return await rt.target_for(worker, cfg).logs(lines=lines)
 
 
+async def worker_env_check(rt: Runtime, env_name: str, worker: str) -> EnvCheck:
+    cfg = rt.config.env(env_name).worker(worker, env=env_name)
+    target = rt.target_for(worker, cfg)
+    status = await target.status()
+    if status.status == "missing" or status.cwd is None:
+        raise Refused(f"pm2 has no app {cfg.app!r} for worker {worker}: nothing to compare")
+    return await check_env(target, status.cwd)
+
+
 async def worker_releases(rt: Runtime, env_name: str, worker: str) -> list[ReleaseRecord]:
     rt.config.env(env_name).worker(worker, env=env_name)
     return await rt.store.releases(env_name, worker)
+
+
+async def incidents(rt: Runtime, *, limit: int, env: str | None = None) -> list[IncidentRecord]:
+    return await rt.store.incidents(limit=limit, env=env)
 
 
 async def history(rt: Runtime, *, limit: int, env: str | None = None) -> list[OperationRecord]:
@@ -159,7 +178,9 @@ async def plan_for(rt: Runtime, req: OperationRequest) -> Plan:
         commit = None
         if req.kind == "rollback":
             commit = await _rollback_commit(rt, req)
-        wreq = WorkerRequest(req.target, req.kind, commit=commit, ref=req.ref)
+        wreq = WorkerRequest(
+            req.target, req.kind, commit=commit, ref=req.ref, skip_env_check=req.skip_env_check
+        )
         return worker_plan(req.env, env, wreq, target_for=rt.target_for, build_env=rt.tool_env(cfg))
     raise BadInput(f"unknown operation {req.kind!r}")
 
@@ -215,7 +236,7 @@ async def run(
             text=f"🚨 break-glass from a terminal: {actor.name} runs `{command}` in {plan.env}"
             f" (reason: {reason})",
         )
-    return await rt.engine.run(
+    outcome = await rt.engine.run(
         plan,
         env=env,
         env_redis=rt.redis_for(plan.env),
@@ -226,6 +247,11 @@ async def run(
         # From a terminal, a protected environment is reached around Slack's approvals.
         break_glass=break_glass,
     )
+    try:
+        await record_incident(rt, plan, outcome, actor)
+    except BotError as exc:  # the operation's own record stands; say what is missing
+        logger.error("incident for %s not recorded: %s", outcome.op_id, exc)
+    return outcome
 
 
 async def announce(rt: Runtime, *, channel: str, text: str) -> None:

@@ -48,7 +48,7 @@ queue_app = typer.Typer(help="Queues: status, drain, pause/resume, failed/retry,
 worker_app = typer.Typer(
     help="Workers under pm2: status, logs, restart, deploy, rollback, releases."
 )
-ops_app = typer.Typer(help="Operations: history, details, cancel.")
+ops_app = typer.Typer(help="Operations: history, details, cancel, incidents.")
 lock_app = typer.Typer(help="Operation locks.")
 config_app = typer.Typer(help="Configuration.")
 db_app = typer.Typer(help="The bot's own database.")
@@ -77,6 +77,13 @@ Reason = Annotated[
 ]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan and touch nothing.")]
+SkipEnvCheck = Annotated[
+    bool,
+    typer.Option(
+        "--skip-env-check",
+        help="Run even if the worker's environment lacks keys named in .env.example.",
+    ),
+]
 Ref = Annotated[
     str | None, typer.Option("--ref", help="Branch, tag or commit (default from config).")
 ]
@@ -431,11 +438,19 @@ def worker_logs(
 
 @worker_app.command("restart")
 def worker_restart(
-    worker: str, env: Env, dry_run: DryRun = False, yes: Yes = False, reason: Reason = None
+    worker: str,
+    env: Env,
+    skip_env_check: SkipEnvCheck = False,
+    dry_run: DryRun = False,
+    yes: Yes = False,
+    reason: Reason = None,
 ) -> None:
     """Reload the running release: quiesce, reload, wait for readiness, resume, validate."""
     _operate(
-        service.OperationRequest("restart", env, worker), yes=yes, reason=reason, dry_run=dry_run
+        service.OperationRequest("restart", env, worker, skip_env_check=skip_env_check),
+        yes=yes,
+        reason=reason,
+        dry_run=dry_run,
     )
 
 
@@ -444,13 +459,14 @@ def worker_deploy(
     worker: str,
     env: Env,
     ref: Ref = None,
+    skip_env_check: SkipEnvCheck = False,
     dry_run: DryRun = False,
     yes: Yes = False,
     reason: Reason = None,
 ) -> None:
     """Build REF in its own release, then restart onto it and record it known-good."""
     _operate(
-        service.OperationRequest("deploy", env, worker, ref=ref),
+        service.OperationRequest("deploy", env, worker, ref=ref, skip_env_check=skip_env_check),
         yes=yes,
         reason=reason,
         dry_run=dry_run,
@@ -482,17 +498,43 @@ def worker_rollback(
     to: Annotated[
         str | None, typer.Option("--to", help="A recorded release (default: last known-good).")
     ] = None,
+    skip_env_check: SkipEnvCheck = False,
     dry_run: DryRun = False,
     yes: Yes = False,
     reason: Reason = None,
 ) -> None:
     """Go back to the last known-good release (or --to), then restart and validate."""
     _operate(
-        service.OperationRequest("rollback", env, worker, ref=to),
+        service.OperationRequest("rollback", env, worker, ref=to, skip_env_check=skip_env_check),
         yes=yes,
         reason=reason,
         dry_run=dry_run,
     )
+
+
+@worker_app.command("env-check")
+def worker_env_check(worker: str, env: Env, as_json: Json = False) -> None:
+    """Keys of the worker's live environment against its .env.example (names only, no values)."""
+
+    async def body(rt: Runtime) -> bool:
+        check = await service.worker_env_check(rt, env, worker)
+        if as_json:
+            _print_json(
+                {
+                    "env": env,
+                    "worker": worker,
+                    "example": check.example,
+                    "found": check.found,
+                    "missing": list(check.missing),
+                    "extra": list(check.extra),
+                }
+            )
+        else:
+            out.print(escape(check.summary()))
+        return not check.missing
+
+    if not _execute(body):
+        raise typer.Exit(1)
 
 
 @worker_app.command("releases")
@@ -580,6 +622,39 @@ def ops_history(
                 op.summary or "",
             )
         out.print(table if ops else "no operations recorded")
+
+    _execute(body)
+
+
+@ops_app.command("incidents")
+def ops_incidents(
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 20,
+    env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
+    as_json: Json = False,
+) -> None:
+    """Rollbacks and failed restarts, newest first: who, when, from and to which release."""
+
+    async def body(rt: Runtime) -> None:
+        records = await service.incidents(rt, limit=limit, env=env)
+        if as_json:
+            _print_json([_asdict(r) for r in records])
+            return
+        table = Table(title="incidents")
+        for col in ("#", "when", "what", "worker", "env", "by", "outcome", "releases", "operation"):
+            table.add_column(col)
+        for r in records:
+            table.add_row(
+                str(r.id),
+                _when(r.created_at),
+                r.kind,
+                r.worker,
+                r.env,
+                r.actor,
+                r.outcome,
+                f"{r.from_release or '?'} -> {r.to_release or '?'}",
+                r.operation_id or "-",
+            )
+        out.print(table)
 
     _execute(body)
 

@@ -65,10 +65,29 @@ ACTIONS: dict[str, dict[str, Action]] = {
         for a in (
             Action("status", "status <worker>", "worker", False),
             Action("logs", "logs <worker> [--lines 50]", "worker", False, frozenset({"--lines"})),
-            Action("restart", "restart <worker>", "worker", True),
-            Action("deploy", "deploy <worker> [--ref REF]", "worker", True, frozenset({"--ref"})),
-            Action("rollback", "rollback <worker> [--to REF]", "worker", True, frozenset({"--to"})),
+            Action(
+                "restart",
+                "restart <worker> [--skip-env-check]",
+                "worker",
+                True,
+                frozenset({"--skip-env-check"}),
+            ),
+            Action(
+                "deploy",
+                "deploy <worker> [--ref REF] [--skip-env-check]",
+                "worker",
+                True,
+                frozenset({"--ref", "--skip-env-check"}),
+            ),
+            Action(
+                "rollback",
+                "rollback <worker> [--to REF] [--skip-env-check]",
+                "worker",
+                True,
+                frozenset({"--to", "--skip-env-check"}),
+            ),
             Action("releases", "releases <worker>", "worker", False),
+            Action("env-check", "env-check <worker>", "worker", False),
         )
     },
     "ops": {
@@ -76,6 +95,7 @@ ACTIONS: dict[str, dict[str, Action]] = {
         for a in (
             Action("history", "history [--limit 20]", None, False, frozenset({"--limit"})),
             Action("show", "show <op-id>", "op", False),
+            Action("incidents", "incidents [--limit 20]", None, False, frozenset({"--limit"})),
             Action("cancel", "cancel <op-id>", "op", True),
             Action("help", "help", None, False),
         )
@@ -83,10 +103,10 @@ ACTIONS: dict[str, dict[str, Action]] = {
 }
 
 # The permission each action needs (config `permissions` use these names).
-PERMISSION = {"show": "history", "help": "help"}
+PERMISSION = {"show": "history", "incidents": "history", "help": "help"}
 
 _VALUE_FLAGS = {"--env", "--timeout-s", "--ref", "--to", "--limit", "--lines"}
-_BOOL_FLAGS = {"--all", "--overdue"}
+_BOOL_FLAGS = {"--all", "--overdue", "--skip-env-check"}
 
 
 @dataclass(frozen=True)
@@ -101,6 +121,7 @@ class Parsed:
     ref: str | None = None
     limit: int | None = None
     lines: int | None = None
+    skip_env_check: bool = False
 
     @property
     def spec(self) -> Action:
@@ -179,6 +200,7 @@ def parse(command: str, text: str) -> Parsed:
         ref=ref,
         limit=_whole(values, "--limit", 1, 1000),
         lines=_whole(values, "--lines", 1, 5000),
+        skip_env_check="--skip-env-check" in flags,
     )
 
 

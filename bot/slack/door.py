@@ -687,6 +687,7 @@ def _request(parsed: Parsed, env: str) -> service.OperationRequest:
         all_jobs=parsed.all_jobs,
         timeout_s=parsed.timeout_s,
         ref=parsed.ref,
+        skip_env_check=parsed.skip_env_check,
     )
 
 

@@ -90,6 +90,9 @@ async def _lines(rt: Runtime, parsed: Parsed, env: str) -> tuple[str, list[str]]
         return f"last log lines of {target} in {env}", await service.worker_logs(
             rt, env, target, parsed.lines or 50
         )
+    if key == ("worker", "env-check"):
+        check = await service.worker_env_check(rt, env, target)
+        return f"environment of {target} in {env}", [check.summary()]
     if key == ("worker", "releases"):
         releases = await service.worker_releases(rt, env, target)
         return f"releases of {target} in {env}", [
@@ -102,6 +105,13 @@ async def _lines(rt: Runtime, parsed: Parsed, env: str) -> tuple[str, list[str]]
         return f"operations in {env}", [
             f"{o.id}  {o.kind} {o.target}  {o.state}  by {o.actor}  {_when(o.started_at)}"
             for o in ops
+        ] or ["none"]
+    if key == ("ops", "incidents"):
+        records = await service.incidents(rt, limit=parsed.limit or 20, env=env)
+        return f"incidents in {env}", [
+            f"#{r.id}  {_when(r.created_at)}  {r.kind} of {r.worker} by {r.actor}: {r.outcome}"
+            f"  {r.from_release or '?'} -> {r.to_release or '?'}  {r.operation_id or ''}"
+            for r in records
         ] or ["none"]
     if key == ("ops", "show"):
         op, audit = await service.show(rt, target)

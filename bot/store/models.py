@@ -306,3 +306,26 @@ class GroupRefresh(Base):
 
     group_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Incident(Base):
+    """What went wrong with a worker, for the post-mortem: every rollback, every failed
+    restart. Written once, never changed."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_env_created_at", "env", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(32))  # rollback, restart failed
+    env: Mapped[str] = mapped_column(String(64))
+    worker: Mapped[str] = mapped_column(String(255))
+    actor: Mapped[str] = mapped_column(String(255))
+    outcome: Mapped[str] = mapped_column(String(32))
+    from_release: Mapped[str | None] = mapped_column(String(40))
+    to_release: Mapped[str | None] = mapped_column(String(40))
+    summary: Mapped[str] = mapped_column(Text)
+    validation: Mapped[dict[str, Any]] = mapped_column(JSON)
+    operation_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("operations.id", ondelete="SET NULL")
+    )

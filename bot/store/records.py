@@ -215,3 +215,19 @@ class SlackMessageRecord:
     ts: str | None
     thread_ts: str | None
     response_url: str | None = None
+
+
+@dataclass(frozen=True)
+class IncidentRecord:
+    id: int
+    created_at: datetime
+    kind: str
+    env: str
+    worker: str
+    actor: str
+    outcome: str
+    from_release: str | None
+    to_release: str | None
+    summary: str
+    validation: dict[str, Any]
+    operation_id: str | None

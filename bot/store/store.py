@@ -36,6 +36,7 @@ from bot.store.engine import (
     probe_sqlite,
     unavailable,
 )
+from bot.store.incidents import IncidentStore
 from bot.store.models import AuditEvent, Operation, Release, Restore, Step
 from bot.store.records import (
     OPERATION_STATES,
@@ -84,7 +85,7 @@ def interrupted_summary(plan: Sequence[str], current_step: int | None) -> str:
     return f"interrupted at step {index + 1} of {len(plan)} ({plan[index]}): {why}"
 
 
-class Store(SlackStore):
+class Store(SlackStore, IncidentStore):
     """Open with `await Store.open(url)`, then `await store.upgrade()`; `await store.close()`.
 
     The operations side is here; approvals, the Slack outbox, seen requests and the user-group

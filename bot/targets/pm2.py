@@ -141,6 +141,12 @@ class Pm2Target:
         tail = await asyncio.to_thread(_tail_of_files, paths, lines)
         return [_clean(line, secrets) for line in tail]
 
+    async def env_keys(self) -> frozenset[str]:
+        names: set[str] = set()
+        for instance in await self._require_instances():
+            names.update(k for k in _dict(_pm2_env(instance).get("env")) if _ENV_NAME.match(k))
+        return frozenset(names)
+
     async def _watch(
         self, pattern: re.Pattern[str], tail: _LogTail, on_line: LineSink | None
     ) -> str:

@@ -146,3 +146,11 @@ def test_settings_come_only_from_the_given_mapping(monkeypatch):
     assert list(secret_values(settings, None)) == ["s3cret"]
     with pytest.raises(ConfigError, match="CHATOPS_LOG_FORMAT"):
         BotSettings.from_environ({"CHATOPS_LOG_FORMAT": "xml"})
+
+
+def test_every_permission_a_command_needs_can_be_granted() -> None:
+    from bot.config import OPERATIONS
+    from commands.grammar import ACTIONS, PERMISSION
+
+    needed = {PERMISSION.get(a, a) for actions in ACTIONS.values() for a in actions} - {"help"}
+    assert needed <= set(OPERATIONS), needed - set(OPERATIONS)

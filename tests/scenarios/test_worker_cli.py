@@ -4,6 +4,7 @@ from git releases built with the pinned pnpm, real Redis, real Node BullMQ."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -11,12 +12,15 @@ import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 from bot.releases import current_commit, prepare_release, switch_current
 from tests.fixtures.pm2 import (
     APP_TEMPLATE,
+    CANARY_SECRET,
     PM2_BIN,
     PNPM_BIN,
     Pm2Home,
@@ -191,6 +195,28 @@ async def test_deploy_good_then_bad_keeps_the_good_release_running(fleet: Fleet)
     assert not any(r["known_good"] for r in releases if r["commit"] == fleet.commits["bad"])
 
 
+@contextlib.asynccontextmanager
+async def incident_webhook() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    """A local HTTP endpoint standing in for an incident tool: what it received, in order."""
+    received: list[dict[str, Any]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/hooks/T000/B000/incident-canary-path", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/hooks/T000/B000/incident-canary-path", received
+    finally:
+        await runner.cleanup()
+
+
 async def test_rollback_returns_to_the_last_known_good_release(fleet: Fleet):
     none_yet = await fleet.chatops("worker", "rollback", "notification", "--env", "test", "--yes")
     assert none_yet.code == 2, none_yet.output
@@ -205,7 +231,9 @@ async def test_rollback_returns_to_the_last_known_good_release(fleet: Fleet):
     assert dry.code == 0 and f"back to release {fleet.commits['v1'][:12]}" in dry.stdout
     assert await fleet.running_release() == "v2"
 
-    back = await fleet.chatops("worker", "rollback", "notification", "--env", "test", "--yes")
+    async with incident_webhook() as (url, received):
+        fleet.scenario.extra_config = {"incidents": {"webhook_url": url}}
+        back = await fleet.chatops("worker", "rollback", "notification", "--env", "test", "--yes")
     assert back.code == 0, back.output
     assert "reused" in back.stdout  # a switch back, no rebuild
     assert await fleet.running_release() == "v1"
@@ -216,6 +244,18 @@ async def test_rollback_returns_to_the_last_known_good_release(fleet: Fleet):
         ("deploy", "succeeded"),
         ("deploy", "succeeded"),
     ]
+
+    # The rollback is an incident: in the store, and told to the webhook, once.
+    (incident,) = await fleet.scenario.json("ops", "incidents")
+    assert incident["kind"] == "rollback" and incident["outcome"] == "succeeded"
+    assert incident["worker"] == "notification" and incident["env"] == "test"
+    assert incident["from_release"] == fleet.commits["v2"][:12]
+    assert incident["to_release"] == fleet.commits["v1"][:12]
+    assert incident["operation_id"] == history[0]["id"]
+    assert incident["actor"].endswith("(cli)")
+    assert [r["incident"]["id"] for r in received] == [incident["id"]]
+    assert f"incident #{incident['id']}: rollback of notification in test" in received[0]["text"]
+    assert "incident-canary-path" not in json.dumps(received) + back.output
 
 
 async def test_in_place_deploy_and_rollback(in_place_fleet: Fleet):
@@ -375,3 +415,53 @@ async def test_graceful_quiesce_stops_when_kill_timeout_is_shorter_than_recent_j
     assert result.code == 1, result.output
     assert "kill_timeout is 1600 ms but recent jobs took up to 25" in result.output
     assert await fleet.pid() == pid  # nothing was reloaded
+
+
+async def test_env_check_names_missing_keys_and_never_shows_a_value(fleet: Fleet):
+    scenario = fleet.scenario
+    fine = await fleet.chatops("worker", "env-check", "notification", "--env", "test", "--json")
+    assert fine.code == 0, fine.output
+    report = json.loads(fine.stdout)
+    assert report["found"] is True and report["missing"] == []
+    assert report["example"] == str(fleet.root / "current" / ".env.example")
+
+    # The running release now names a key the live environment lacks.
+    example = fleet.root / "current" / ".env.example"
+    example.write_text(example.read_text() + "SMS_API_KEY=\n")
+    pid = await fleet.pid()
+    check = await fleet.chatops("worker", "env-check", "notification", "--env", "test")
+    assert check.code == 1
+    assert "missing: SMS_API_KEY" in check.stdout
+    restart = await fleet.chatops("worker", "restart", "notification", "--env", "test", "--yes")
+    assert restart.code != 0, restart.output
+    assert "lacks SMS_API_KEY" in restart.output and "--skip-env-check" in restart.output
+    assert await fleet.pid() == pid  # stopped before touching anything
+    status = await scenario.json("queue", "status", "sla", "--env", "test")
+    assert status["queues"][0]["paused"] is False
+
+    forced = await fleet.chatops(
+        "worker", "restart", "notification", "--env", "test", "--skip-env-check", "--yes"
+    )
+    assert forced.code == 0, forced.output
+    assert "warning: missing: SMS_API_KEY" in forced.output
+    assert await fleet.pid() != pid
+    for result in (fine, check, restart, forced):
+        assert CANARY_SECRET not in result.output
+
+
+async def test_a_deploy_whose_release_needs_a_new_key_stops_before_the_switch(fleet: Fleet):
+    repo = fleet.scenario.tmp / "repo"
+    example = repo / ".env.example"
+    example.write_text(example.read_text() + "SMS_API_KEY=\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "v3 sends SMS")
+    _git(repo, "tag", "v3")
+    pid = await fleet.pid()
+    deploy = await fleet.chatops(
+        "worker", "deploy", "notification", "--env", "test", "--ref", "v3", "--yes"
+    )
+    assert deploy.code != 0, deploy.output
+    assert "lacks SMS_API_KEY" in deploy.output
+    assert current_commit(fleet.root) == fleet.commits["v1"]
+    assert await fleet.pid() == pid
+    assert await fleet.running_release() == "v1"

@@ -10,6 +10,7 @@ from bot.config import CanaryConfig, EnvironmentConfig, WorkerConfig
 from bot.engine.context import StepContext
 from bot.engine.plan import Plan, Step
 from bot.engine.restore import QUEUE_PAUSED
+from bot.envcheck import check_env, require_complete
 from bot.errors import OperationFailed, Refused
 from bot.queues import (
     completed_total,
@@ -41,6 +42,7 @@ class WorkerRequest:
     kind: str  # restart, deploy, rollback
     commit: str | None = None  # rollback: the release to go back to (resolved beforehand)
     ref: str | None = None  # deploy: the ref asked for
+    skip_env_check: bool = False  # run even if the environment lacks keys of .env.example
 
 
 def worker_plan(
@@ -78,6 +80,14 @@ def worker_plan(
                 deploy.build_timeout_s * max(1, len(cfg.build)) + 120,
             )
         )
+    steps.append(
+        Step(
+            "compare the environment with .env.example"
+            + (" (a mismatch is reported, not refused)" if request.skip_env_check else ""),
+            lambda ctx: _env_check(ctx, target, name, skip=request.skip_env_check),
+            30,
+        )
+    )
     steps += _quiesce_steps(cfg, target)
     if request.kind in ("deploy", "rollback") and deploy and deploy.strategy == "releases":
         steps.append(Step("switch current to the new release", lambda ctx: _switch(ctx, cfg), 15))
@@ -231,6 +241,21 @@ async def _check(ctx: StepContext, target: Target, cfg: WorkerConfig) -> str:
         raise Refused(f"pm2 has no app {target.name!r}: start it once under pm2 first")
     ctx.results["before"] = status
     return _status_line(status)
+
+
+async def _env_check(ctx: StepContext, target: Target, worker: str, *, skip: bool) -> str:
+    release = ctx.results.get("release")
+    before: WorkerStatus = ctx.results["before"]
+    code_dir = release.path if release is not None else before.cwd
+    if code_dir is None:
+        return "the app's directory is unknown: nothing to compare"
+    check = await check_env(target, code_dir)
+    ctx.validation["env_missing"] = list(check.missing)
+    if check.missing and skip:
+        await ctx.emit(f"warning: {check.summary()}")
+    elif check.missing:
+        require_complete(check, worker=worker, env=ctx.env_name)
+    return check.summary()
 
 
 async def _resolve(ctx: StepContext, cfg: WorkerConfig, ref: str, build_env: dict[str, str]) -> str:

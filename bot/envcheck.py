@@ -1,0 +1,100 @@
+"""The worker's live environment against its `.env.example`: which keys are missing, which are
+extra. Only names are ever read into a result; values never leave the process manager.
+
+The runbook's "Verify .env matches .env.example" step, made exact: the live environment is the
+one the process manager will give the worker on reload (pm2's saved `env`), and `.env.example`
+is the one of the code that will run (the deployed release, or the new one before a switch).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.abc import Target
+from bot.errors import Refused
+
+EXAMPLE_FILE = ".env.example"
+_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
+# Set by the shell, the system or the process manager, never by the worker's configuration.
+_SYSTEM = frozenset(
+    {
+        "HOME",
+        "HOSTNAME",
+        "LANG",
+        "LANGUAGE",
+        "LOGNAME",
+        "NODE_APP_INSTANCE",
+        "OLDPWD",
+        "PATH",
+        "PWD",
+        "SHELL",
+        "SHLVL",
+        "TERM",
+        "TMPDIR",
+        "TZ",
+        "USER",
+    }
+)
+_SYSTEM_PREFIXES = ("PM2_", "LC_", "XDG_", "SSH_", "npm_")
+
+
+@dataclass(frozen=True)
+class EnvCheck:
+    example: str  # where .env.example was read
+    found: bool  # False: the code has no .env.example, so nothing was compared
+    missing: tuple[str, ...]  # named in .env.example, absent from the live environment
+    extra: tuple[str, ...]  # set in the live environment, not named in .env.example
+
+    def summary(self) -> str:
+        if not self.found:
+            return f"no {EXAMPLE_FILE} in {Path(self.example).parent}: nothing to compare"
+        parts = [f"missing: {', '.join(self.missing)}" if self.missing else "nothing missing"]
+        if self.extra:
+            parts.append(f"extra: {', '.join(self.extra)}")
+        return f"{'; '.join(parts)} (against {self.example})"
+
+
+def example_keys(text: str) -> set[str]:
+    """The names a `.env.example` declares (`KEY=`, `export KEY=`; comments skipped)."""
+    return {m.group(1) for line in text.splitlines() if (m := _LINE.match(line))}
+
+
+def is_system(name: str) -> bool:
+    return name in _SYSTEM or name.startswith(_SYSTEM_PREFIXES)
+
+
+def compare(live: set[str] | frozenset[str], example: set[str], *, source: str) -> EnvCheck:
+    ours = {k for k in live if not is_system(k)}
+    return EnvCheck(
+        example=source,
+        found=True,
+        missing=tuple(sorted(example - set(live))),
+        extra=tuple(sorted(ours - example)),
+    )
+
+
+def read_example(code_dir: str | Path) -> str | None:
+    path = Path(code_dir) / EXAMPLE_FILE
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+
+
+async def check_env(target: Target, code_dir: str | Path) -> EnvCheck:
+    source = str(Path(code_dir) / EXAMPLE_FILE)
+    text = read_example(code_dir)
+    if text is None:
+        return EnvCheck(example=source, found=False, missing=(), extra=())
+    return compare(await target.env_keys(), example_keys(text), source=source)
+
+
+def require_complete(check: EnvCheck, *, worker: str, env: str) -> None:
+    if check.missing:
+        raise Refused(
+            f"{worker}'s environment lacks {', '.join(check.missing)}, named in {check.example}; "
+            f"set them in the process manager first, or run again with --skip-env-check "
+            f"(chatops worker env-check {worker} --env {env})"
+        )
