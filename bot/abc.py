@@ -66,3 +66,8 @@ class Target(Protocol):
     async def env_keys(self) -> frozenset[str]:
         """The names (never the values) of the environment the app gets on its next reload."""
         ...
+
+    async def env_value(self, name: str) -> str | None:
+        """One value of that environment, for the bot's own use (a database URL to connect
+        to): never shown, logged or stored."""
+        ...

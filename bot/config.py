@@ -38,6 +38,7 @@ OPERATIONS = (
     "releases",
     "env-check",
     "redis-check",
+    "duplicates",
     "mark-good",
     "cancel",
     "history",
@@ -86,10 +87,33 @@ class CanaryConfig(_Model):
     timeout_s: float = Field(30.0, gt=0, le=_DAY_S)
 
 
+_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+
+
+class DuplicatesConfig(_Model):
+    """The runbook's duplicate-notification check: a read-only query on the worker's database.
+
+    By default: values of `column` in `table` seen more than once in the last `hours` (by
+    `time_column`). `query` replaces it: any SELECT returning (value, copies) rows, with `$1`
+    the hours. `database_url` defaults to the worker's own `DATABASE_URL` (from pm2).
+    """
+
+    database_url: str | None = None
+    table: str = Field("notification_token", pattern=_IDENTIFIER)
+    column: str = Field("notification_token", pattern=_IDENTIFIER)
+    time_column: str = Field("created_at", pattern=_IDENTIFIER)
+    hours: float = Field(24.0, gt=0, le=24 * 365)
+    query: str | None = None
+    timeout_s: float = Field(30.0, gt=0, le=600)
+
+
 class WorkerConfig(_Model):
-    manager: Literal["pm2"] = "pm2"
+    manager: Literal["pm2", "systemd"] = "pm2"
     app: str = Field(pattern=rf"^{_NAME}$")  # pydantic's (Rust) regex: `$` is the very end
-    pm2_home: str
+    pm2_home: str | None = None  # pm2: required
+    unit: str | None = Field(None, pattern=r"^[A-Za-z0-9@_.:-]{1,255}$")  # systemd: APP.service
+    systemctl_bin: str = "systemctl"
+    journalctl_bin: str = "journalctl"
     pm2_bin: str = "pm2"
     queues: tuple[str, ...] = ()
     env: dict[str, str] = Field(
@@ -107,6 +131,17 @@ class WorkerConfig(_Model):
     active_wait_s: float = Field(60.0, gt=0, le=_DAY_S)
     completing_wait_s: float = Field(20.0, gt=0, le=_DAY_S)
     canary: CanaryConfig | None = None
+    duplicates: DuplicatesConfig = Field(default_factory=DuplicatesConfig)
+
+    @model_validator(mode="after")
+    def _manager_fields(self) -> WorkerConfig:
+        if self.manager == "pm2" and not self.pm2_home:
+            raise ValueError("pm2_home: required for manager pm2 (every pm2 call starts a daemon)")
+        return self
+
+    @property
+    def unit_name(self) -> str:
+        return self.unit or f"{self.app}.service"
 
     @field_validator("ready_pattern")
     @classmethod
@@ -471,7 +506,9 @@ def secret_values(settings: BotSettings, config: Config | None) -> Iterator[str]
             yield value
     urls = [settings.CHATOPS_DATABASE_URL, settings.CHATOPS_REDIS_URL]
     if config is not None:
-        urls += [env.redis_url for env in config.environments.values()]
+        for env in config.environments.values():
+            urls.append(env.redis_url)
+            urls += [w.duplicates.database_url for w in env.workers.values()]
     for url in urls:
         if url and (password := urlsplit(url).password):
             yield password

@@ -16,6 +16,7 @@ from bot.config import BotSettings, Config, WorkerConfig, load_config, secret_va
 from bot.engine.runner import Engine
 from bot.store import Store
 from bot.targets.pm2 import Pm2Target
+from bot.targets.systemd import SystemdTarget
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,14 @@ class Runtime:
         return {**base, **worker.env}
 
     def target_for(self, name: str, worker: WorkerConfig) -> Target:
+        if worker.manager == "systemd":
+            return SystemdTarget(
+                unit=worker.unit_name,
+                systemctl=worker.systemctl_bin,
+                journalctl=worker.journalctl_bin,
+                env=self.tool_env(worker),
+            )
+        assert worker.pm2_home is not None  # the configuration requires it for pm2
         return Pm2Target(
             app=worker.app,
             pm2_bin=worker.pm2_bin,

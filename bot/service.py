@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.abc import WorkerStatus
+from bot.duplicates import DuplicateReport, find_duplicates
 from bot.engine.events import EventSink
 from bot.engine.plan import Plan
 from bot.engine.plans.drain import DrainParams, drain_plan
@@ -110,8 +111,24 @@ async def worker_env_check(rt: Runtime, env_name: str, worker: str) -> EnvCheck:
     target = rt.target_for(worker, cfg)
     status = await target.status()
     if status.status == "missing" or status.cwd is None:
-        raise Refused(f"pm2 has no app {cfg.app!r} for worker {worker}: nothing to compare")
+        raise Refused(f"{cfg.manager} has no {target.name!r} for {worker}: nothing to compare")
     return await check_env(target, status.cwd)
+
+
+async def worker_duplicates(
+    rt: Runtime, env_name: str, worker: str, *, hours: float | None = None
+) -> DuplicateReport:
+    cfg = rt.config.env(env_name).worker(worker, env=env_name)
+    settings = (
+        cfg.duplicates if hours is None else cfg.duplicates.model_copy(update={"hours": hours})
+    )
+    url = settings.database_url or await rt.target_for(worker, cfg).env_value("DATABASE_URL")
+    if not url:
+        raise Refused(
+            f"no database to check for {worker}: set workers.{worker}.duplicates.database_url, "
+            "or DATABASE_URL in the worker's environment"
+        )
+    return await find_duplicates(url, settings)
 
 
 async def worker_releases(rt: Runtime, env_name: str, worker: str) -> list[ReleaseRecord]:

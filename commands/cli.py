@@ -46,7 +46,8 @@ app = typer.Typer(
 )
 queue_app = typer.Typer(help="Queues: status, drain, pause/resume, failed/retry, delayed/promote.")
 worker_app = typer.Typer(
-    help="Workers under pm2: status, logs, restart, deploy, rollback, releases."
+    help="Workers under pm2 or systemd: status, logs, restart, deploy, rollback, releases, "
+    "env-check, duplicates."
 )
 ops_app = typer.Typer(help="Operations: history, details, cancel, incidents.")
 lock_app = typer.Typer(help="Operation locks.")
@@ -535,6 +536,29 @@ def worker_env_check(worker: str, env: Env, as_json: Json = False) -> None:
 
     if not _execute(body):
         raise typer.Exit(1)
+
+
+@worker_app.command("duplicates")
+def worker_duplicates(
+    worker: str,
+    env: Env,
+    hours: Annotated[
+        float | None, typer.Option("--hours", min=0.01, help="Look back this far (default 24).")
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """Notification tokens seen more than once lately, read-only, in the worker's database."""
+
+    async def body(rt: Runtime) -> None:
+        report = await service.worker_duplicates(rt, env, worker, hours=hours)
+        if as_json:
+            _print_json({"env": env, "worker": worker, **_asdict(report)})
+            return
+        out.print(escape(report.summary()))
+        for value, copies in report.top:
+            out.print(f"  {escape(value)}  ×{copies}")
+
+    _execute(body)
 
 
 @worker_app.command("releases")

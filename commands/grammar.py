@@ -88,6 +88,7 @@ ACTIONS: dict[str, dict[str, Action]] = {
             ),
             Action("releases", "releases <worker>", "worker", False),
             Action("env-check", "env-check <worker>", "worker", False),
+            Action("duplicates", "duplicates <worker>", "worker", False),
         )
     },
     "ops": {

@@ -93,6 +93,11 @@ async def _lines(rt: Runtime, parsed: Parsed, env: str) -> tuple[str, list[str]]
     if key == ("worker", "env-check"):
         check = await service.worker_env_check(rt, env, target)
         return f"environment of {target} in {env}", [check.summary()]
+    if key == ("worker", "duplicates"):
+        duplicates = await service.worker_duplicates(rt, env, target)
+        return f"duplicate notifications of {target} in {env}", [duplicates.summary()] + [
+            f"{value}  ×{copies}" for value, copies in duplicates.top
+        ]
     if key == ("worker", "releases"):
         releases = await service.worker_releases(rt, env, target)
         return f"releases of {target} in {env}", [

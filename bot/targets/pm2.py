@@ -147,6 +147,13 @@ class Pm2Target:
             names.update(k for k in _dict(_pm2_env(instance).get("env")) if _ENV_NAME.match(k))
         return frozenset(names)
 
+    async def env_value(self, name: str) -> str | None:
+        for instance in await self._require_instances():
+            value = _dict(_pm2_env(instance).get("env")).get(name)
+            if isinstance(value, str):
+                return value
+        return None
+
     async def _watch(
         self, pattern: re.Pattern[str], tail: _LogTail, on_line: LineSink | None
     ) -> str:
@@ -318,6 +325,15 @@ def _status_of(name: str, instances: Sequence[Instance]) -> WorkerStatus:
 
 def _rank(status: str) -> int:
     return _STATUS_RANK.get(status, -1)
+
+
+def secret_env_values(env: Mapping[str, object]) -> set[str]:
+    """The values of an app's environment that must be masked wherever its output is shown."""
+    return {
+        value
+        for name, value in env.items()
+        if isinstance(value, str) and name not in _PLAIN_ENV and _looks_secret(name, value)
+    }
 
 
 def _secret_values(instances: Iterable[Instance]) -> set[str]:

@@ -57,7 +57,7 @@ def worker_plan(
     cfg = env.worker(name, env=env_name)
     target = target_for(name, cfg)
     steps: list[Step] = [
-        Step(f"check {cfg.app} under pm2", lambda ctx: _check(ctx, target, cfg), 30)
+        Step(f"check {target.name} under {cfg.manager}", lambda ctx: _check(ctx, target, cfg), 30)
     ]
     deploy = cfg.deploy
     if request.kind in ("deploy", "rollback"):
@@ -238,7 +238,9 @@ async def _check(ctx: StepContext, target: Target, cfg: WorkerConfig) -> str:
         )
     status = await target.status()
     if status.status == "missing":
-        raise Refused(f"pm2 has no app {target.name!r}: start it once under pm2 first")
+        raise Refused(
+            f"{cfg.manager} has no {target.name!r}: start it once under {cfg.manager} first"
+        )
     ctx.results["before"] = status
     return _status_line(status)
 

@@ -1,0 +1,125 @@
+"""Workers under systemd: the same restart plan as under pm2, through scripted `systemctl` and
+`journalctl` (tests/fixtures/fake_systemd.py: systemd cannot run here) that run the real Node
+BullMQ worker and keep its output as the unit's journal."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.fake_systemd import define_unit, install, stop_unit, unit_pid
+from tests.fixtures.pm2 import CANARY_SECRET, REDIS_URL, WORKER_JS, tool_path
+from tests.scenarios.conftest import Scenario
+
+UNIT = "notify-worker.service"
+
+
+@dataclass
+class Unit:
+    scenario: Scenario
+    state: Path
+
+    def pid(self) -> int | None:
+        return unit_pid(self.state, UNIT)
+
+
+@pytest.fixture
+async def unit(scenario: Scenario) -> AsyncIterator[Unit]:
+    state = scenario.tmp / "systemd"
+    systemctl, journalctl = install(scenario.tmp / "fake-bin")
+    app = scenario.tmp / "app"
+    app.mkdir()
+    (app / ".env.example").write_text(
+        "REDIS_URL=\nBULLMQ_PREFIX=\nQUEUES=\nWORKER_NAME=\nEMAIL_API_KEY=\n"
+    )
+    secrets = scenario.tmp / "worker.env"
+    secrets.write_text(f"# from the vault\nEMAIL_API_KEY={CANARY_SECRET}\n")
+    node = shutil.which("node", path=tool_path())
+    assert node is not None
+    define_unit(
+        state,
+        UNIT,
+        exec=[node, str(WORKER_JS)],
+        cwd=str(app),
+        environment={
+            "REDIS_URL": REDIS_URL,
+            "BULLMQ_PREFIX": scenario.prefix,
+            "QUEUES": "sla",
+            "WORKER_NAME": "notify",
+            "PRINT_ENV_KEY": "EMAIL_API_KEY",  # the worker prints the secret: it must be masked
+        },
+        environment_files=[str(secrets)],
+        timeout_stop_s=10,
+    )
+    fake_env = {"FAKE_SYSTEMD_DIR": str(state), "PATH": tool_path()}
+    subprocess.run([str(systemctl), "start", UNIT], env=fake_env, check=True)
+    scenario.configure(
+        workers={
+            "notification": {
+                "manager": "systemd",
+                "app": "notify-worker",
+                "unit": UNIT,
+                "systemctl_bin": str(systemctl),
+                "journalctl_bin": str(journalctl),
+                "queues": ["sla"],
+                "env": {"FAKE_SYSTEMD_DIR": str(state)},
+                "ready_timeout_s": 20,
+                "active_wait_s": 15,
+                "completing_wait_s": 15,
+            }
+        }
+    )
+    try:
+        yield Unit(scenario, state)
+    finally:
+        stop_unit(state, UNIT)
+
+
+async def test_restart_under_systemd_waits_for_the_new_process_and_validates(unit: Unit):
+    scenario = unit.scenario
+    await scenario.produce("sla", 20)
+    status = await scenario.json("worker", "status", "notification", "--env", "test")
+    before = unit.pid()
+    assert status["status"] == "online" and status["pid"] == before
+
+    result = await scenario.chatops("worker", "restart", "notification", "--env", "test", "--yes")
+    assert result.code == 0, result.output
+    assert "check notify-worker.service under systemd" in result.output
+    assert "worker:ready" in result.output
+    assert unit.pid() not in (None, before)
+    after = await scenario.json("worker", "status", "notification", "--env", "test")
+    assert after["status"] == "online" and after["pid"] == unit.pid()
+    assert after["kill_timeout_ms"] == 10_000
+    assert (await scenario.counts())["waiting"] == 0
+
+    logs = await scenario.chatops("worker", "logs", "notification", "--env", "test")
+    assert "worker:debug stderr value=***" in logs.stdout  # the worker's leak, masked
+    for output in (result.output, logs.output):
+        assert CANARY_SECRET not in output
+
+
+async def test_env_check_reads_the_units_environment_files(unit: Unit):
+    scenario = unit.scenario
+    report = await scenario.json("worker", "env-check", "notification", "--env", "test")
+    assert report["found"] is True and report["missing"] == []
+    assert report["extra"] == ["PRINT_ENV_KEY"]
+
+    (unit.state.parent / "worker.env").write_text("# the vault lost it\n")
+    pid = unit.pid()
+    restart = await scenario.chatops("worker", "restart", "notification", "--env", "test", "--yes")
+    assert restart.code != 0
+    assert "lacks EMAIL_API_KEY" in restart.output
+    assert unit.pid() == pid
+
+
+async def test_a_unit_systemd_does_not_know_is_refused_before_anything(unit: Unit):
+    scenario = unit.scenario
+    scenario.environments["test"]["workers"]["notification"]["unit"] = "absent.service"
+    result = await scenario.chatops("worker", "restart", "notification", "--env", "test", "--yes")
+    assert result.code != 0
+    assert "systemd has no 'absent.service'" in result.output
