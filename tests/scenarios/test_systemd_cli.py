@@ -4,6 +4,7 @@ BullMQ worker and keep its output as the unit's journal."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -12,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.releases import current_commit, prepare_release, switch_current
 from tests.fixtures.fake_systemd import define_unit, install, stop_unit, unit_pid
 from tests.fixtures.pm2 import CANARY_SECRET, REDIS_URL, WORKER_JS, tool_path
 from tests.scenarios.conftest import Scenario
+from tests.scenarios.test_worker_cli import BUILD, build_env, make_repo
 
 UNIT = "notify-worker.service"
 
@@ -123,3 +126,96 @@ async def test_a_unit_systemd_does_not_know_is_refused_before_anything(unit: Uni
     result = await scenario.chatops("worker", "restart", "notification", "--env", "test", "--yes")
     assert result.code != 0
     assert "systemd has no 'absent.service'" in result.output
+
+
+async def test_deploy_and_rollback_under_systemd_switch_the_release_it_runs(scenario: Scenario):
+    commits = make_repo(scenario.tmp / "repo")
+    env = build_env(scenario.tmp / "build-home")
+    root = scenario.tmp / "srv"
+    await prepare_release(
+        strategy="releases",
+        repo=str(scenario.tmp / "repo"),
+        deploy_path=root,
+        commit=commits["v1"],
+        build=BUILD,
+        env=env,
+        timeout_s=120,
+    )
+    await switch_current(deploy_path=root, commit=commits["v1"])
+    state = scenario.tmp / "systemd"
+    systemctl, journalctl = install(scenario.tmp / "fake-bin")
+    node = shutil.which("node", path=tool_path())
+    assert node is not None
+    define_unit(
+        state,
+        UNIT,
+        exec=[node, str(root / "current" / "dist" / "worker.js")],
+        cwd=str(root / "current"),
+        environment={
+            "REDIS_URL": REDIS_URL,
+            "BULLMQ_PREFIX": scenario.prefix,
+            "QUEUES": "sla",
+            "WORKER_NAME": "notify",
+            "EMAIL_API_KEY": CANARY_SECRET,
+            "FIXTURE_WORKER": str(WORKER_JS),
+        },
+        timeout_stop_s=10,
+    )
+    fake_env = {"FAKE_SYSTEMD_DIR": str(state), "PATH": tool_path()}
+    subprocess.run([str(systemctl), "start", UNIT], env=fake_env, check=True)
+    scenario.configure(
+        workers={
+            "notification": {
+                "manager": "systemd",
+                "app": "notify-worker",
+                "unit": UNIT,
+                "systemctl_bin": str(systemctl),
+                "journalctl_bin": str(journalctl),
+                "queues": ["sla"],
+                "env": {
+                    **{k: v for k, v in env.items() if k != "HOME"},
+                    "FAKE_SYSTEMD_DIR": str(state),
+                },
+                "deploy": {
+                    "strategy": "releases",
+                    "repo": str(scenario.tmp / "repo"),
+                    "deploy_path": str(root),
+                },
+                "build": BUILD,
+                "ready_timeout_s": 20,
+                "active_wait_s": 15,
+                "completing_wait_s": 15,
+            }
+        }
+    )
+
+    def running_release() -> str | None:
+        journal = (state / "journal" / f"{UNIT}.log").read_text().splitlines()
+        releases = [line.split()[-1] for line in journal if "worker:release" in line]
+        return releases[-1] if releases else None
+
+    try:
+        async with asyncio.timeout(30):
+            while running_release() != "v1":
+                await asyncio.sleep(0.1)
+        for ref in ("v1", "v2"):
+            done = await scenario.chatops(
+                "worker", "deploy", "notification", "--env", "test", "--ref", ref, "--yes"
+            )
+            assert done.code == 0, done.output
+        assert running_release() == "v2"
+        back = await scenario.chatops(
+            "worker", "rollback", "notification", "--env", "test", "--yes"
+        )
+        assert back.code == 0, back.output
+        assert running_release() == "v1"
+        assert current_commit(root) == commits["v1"]
+        (incident,) = await scenario.json("ops", "incidents")
+        assert incident["kind"] == "rollback"
+        assert (incident["from_release"], incident["to_release"]) == (
+            commits["v2"][:12],
+            commits["v1"][:12],
+        )
+        assert CANARY_SECRET not in back.output
+    finally:
+        stop_unit(state, UNIT)

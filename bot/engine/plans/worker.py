@@ -191,7 +191,8 @@ async def _first_install(ctx: StepContext, cfg: WorkerConfig) -> str:
 
 
 def _details(cfg: WorkerConfig, request: WorkerRequest) -> tuple[str, ...]:
-    lines = [f"pm2 app {cfg.app}; queues {', '.join(cfg.queues) or 'none configured'}"]
+    managed = f"pm2 app {cfg.app}" if cfg.manager == "pm2" else f"systemd unit {cfg.unit_name}"
+    lines = [f"{managed}; queues {', '.join(cfg.queues) or 'none configured'}"]
     if cfg.quiesce == "pause":
         lines.append(
             f"quiesce: pause the queues and wait up to {cfg.active_wait_s:g} s for active jobs"
