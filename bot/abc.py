@@ -67,6 +67,10 @@ class Target(Protocol):
         """The names (never the values) of the environment the app gets on its next reload."""
         ...
 
+    async def read_text(self, path: str) -> str | None:
+        """A small file on the app's host (its .env.example); None when it does not exist."""
+        ...
+
     async def env_value(self, name: str) -> str | None:
         """One value of that environment, for the bot's own use (a database URL to connect
         to): never shown, logged or stored."""

@@ -114,6 +114,9 @@ class WorkerConfig(_Model):
     unit: str | None = Field(None, pattern=r"^[A-Za-z0-9@_.:-]{1,255}$")  # systemd: APP.service
     systemctl_bin: str = "systemctl"
     journalctl_bin: str = "journalctl"
+    host: str = "local"  # or ssh://user@host[:port] (pm2 only)
+    ssh_key: str | None = None  # a private key file; else the SSH agent
+    known_hosts: str | None = None  # default ~/.ssh/known_hosts; host keys are always checked
     pm2_bin: str = "pm2"
     queues: tuple[str, ...] = ()
     env: dict[str, str] = Field(
@@ -137,6 +140,14 @@ class WorkerConfig(_Model):
     def _manager_fields(self) -> WorkerConfig:
         if self.manager == "pm2" and not self.pm2_home:
             raise ValueError("pm2_home: required for manager pm2 (every pm2 call starts a daemon)")
+        if self.host != "local":
+            parts = urlsplit(self.host)
+            if parts.scheme != "ssh" or not parts.hostname or not parts.username:
+                raise ValueError(f"host: 'local' or ssh://user@host[:port], not {self.host!r}")
+            if parts.password:
+                raise ValueError("host: no password in the URL; use ssh_key or the SSH agent")
+            if self.manager != "pm2":
+                raise ValueError("host: ssh:// is for pm2 workers; systemd runs on the bot's host")
         return self
 
     @property

@@ -75,17 +75,10 @@ def compare(live: set[str] | frozenset[str], example: set[str], *, source: str) 
     )
 
 
-def read_example(code_dir: str | Path) -> str | None:
-    path = Path(code_dir) / EXAMPLE_FILE
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return None
-
-
 async def check_env(target: Target, code_dir: str | Path) -> EnvCheck:
+    """Against the `.env.example` in `code_dir`, read on the app's host."""
     source = str(Path(code_dir) / EXAMPLE_FILE)
-    text = read_example(code_dir)
+    text = await target.read_text(source)
     if text is None:
         return EnvCheck(example=source, found=False, missing=(), extra=())
     return compare(await target.env_keys(), example_keys(text), source=source)

@@ -14,6 +14,7 @@ from bot.abc import Target
 from bot.clock import Clock, SystemClock
 from bot.config import BotSettings, Config, WorkerConfig, load_config, secret_values
 from bot.engine.runner import Engine
+from bot.hosts import Host, LocalHost, SshAddress, SshHost
 from bot.store import Store
 from bot.targets.pm2 import Pm2Target
 from bot.targets.systemd import SystemdTarget
@@ -44,6 +45,7 @@ class Runtime:
     secrets: tuple[str, ...]
     heartbeat_s: float
     _redis: dict[str, redis.Redis] = field(default_factory=dict)
+    _ssh: dict[tuple[str, str | None, str | None], SshHost] = field(default_factory=dict)
 
     def redis_for(self, env_name: str) -> redis.Redis:
         url = self.config.env(env_name).redis_url
@@ -90,9 +92,25 @@ class Runtime:
             pm2_bin=worker.pm2_bin,
             pm2_home=worker.pm2_home,
             env=self.tool_env(worker),
+            host=self._host(worker),
         )
 
+    def _host(self, worker: WorkerConfig) -> Host:
+        if worker.host == "local":
+            return LocalHost()
+        key = (worker.host, worker.ssh_key, worker.known_hosts)
+        if key not in self._ssh:
+            self._ssh[key] = SshHost(
+                SshAddress.parse(worker.host),
+                key_path=worker.ssh_key,
+                known_hosts=worker.known_hosts,
+            )
+        return self._ssh[key]
+
     async def aclose(self) -> None:
+        for host in self._ssh.values():
+            await host.aclose()
+        self._ssh.clear()
         for client in self._redis.values():
             await client.aclose()
         self._redis.clear()

@@ -25,11 +25,12 @@ import os
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, BinaryIO
+from typing import Any
 
 from bot.abc import LineSink, LogCursor, WorkerStatus
 from bot.errors import CommandFailed, OperationFailed
-from bot.process import Completed, run
+from bot.hosts import Host, LocalHost
+from bot.process import Completed
 from bot.redact import redact
 
 Instance = dict[str, Any]
@@ -46,6 +47,7 @@ _SECRET_NAME = re.compile(
     re.IGNORECASE,
 )
 _READ_CHUNK = 1 << 20
+_MAX_TEXT_FILE = 1 << 20
 _TAIL_BLOCK = 1 << 16
 _TAIL_MAX_BYTES = 1 << 22
 _MAX_LINE = 1 << 20
@@ -84,8 +86,10 @@ class Pm2Target:
         pm2_home: str,
         env: Mapping[str, str] | None = None,
         timeout_s: float = 30.0,
+        host: Host | None = None,
     ) -> None:
         self.name = app
+        self._host: Host = host or LocalHost()
         self._pm2_bin = pm2_bin
         self._pm2_home = pm2_home
         self._timeout_s = timeout_s
@@ -105,7 +109,8 @@ class Pm2Target:
     async def log_cursor(self) -> LogCursor:
         first = (await self._require_instances())[0]
         path = _out_log(first)
-        return LogCursor(path=path, offset=await asyncio.to_thread(_size, path))
+        stat = await self._host.stat(path)
+        return LogCursor(path=path, offset=stat.size if stat else 0)
 
     async def reload(self, *, on_line: LineSink | None = None) -> None:
         instances = await self._require_instances()
@@ -138,7 +143,7 @@ class Pm2Target:
         instances = await self._require_instances()
         secrets = _secret_values(instances)
         paths = _log_paths(instances[0])
-        tail = await asyncio.to_thread(_tail_of_files, paths, lines)
+        tail = await _tail_of_files(self._host, paths, lines)
         return [_clean(line, secrets) for line in tail]
 
     async def env_keys(self) -> frozenset[str]:
@@ -146,6 +151,10 @@ class Pm2Target:
         for instance in await self._require_instances():
             names.update(k for k in _dict(_pm2_env(instance).get("env")) if _ENV_NAME.match(k))
         return frozenset(names)
+
+    async def read_text(self, path: str) -> str | None:
+        data = await self._host.read(path, 0, _MAX_TEXT_FILE)
+        return None if data is None else data.decode("utf-8", errors="replace")
 
     async def env_value(self, name: str) -> str | None:
         for instance in await self._require_instances():
@@ -163,7 +172,7 @@ class Pm2Target:
         loop = asyncio.get_running_loop()
         next_check = loop.time()
         while True:
-            for raw in await asyncio.to_thread(tail.read_lines):
+            for raw in await tail.read_lines(self._host):
                 plain = _ANSI.sub("", raw)
                 shown = redact(plain, secrets=secrets)
                 if on_line is not None:
@@ -196,7 +205,7 @@ class Pm2Target:
         problem = _health_problem(baseline, previous, current)
         if problem is None:
             return current
-        last = await asyncio.to_thread(_last_errors, instances[0])
+        last = await _last_errors(self._host, instances[0])
         hint = f"; last stderr: {' | '.join(_clean(x, secrets) for x in last)}" if last else ""
         raise OperationFailed(f"pm2 app {self.name!r} {problem} (PM2_HOME {self._pm2_home}){hint}")
 
@@ -215,9 +224,9 @@ class Pm2Target:
     async def _pm2(
         self, *args: str, on_line: LineSink | None = None, timeout_s: float | None = None
     ) -> Completed:
-        self._check_daemon()
+        await self._check_daemon()
         try:
-            return await run(
+            return await self._host.run(
                 [self._pm2_bin, *args],
                 env=self._env,
                 timeout_s=timeout_s or self._timeout_s,
@@ -229,26 +238,24 @@ class Pm2Target:
                 "pm2", f"{' '.join(args)} failed for app {self.name!r}: {detail}"
             ) from exc
 
-    def _check_daemon(self) -> None:
+    async def _check_daemon(self) -> None:
         # Any pm2 command starts a daemon when none runs. A new, empty one would report the app
         # as missing (a wrong PM2_HOME looks the same), so say that the daemon is not there.
         pid_file = os.path.join(self._pm2_home, "pm2.pid")
+        where = "" if self._host.name == "local" else f" on {self._host.name}"
+        raw = await self._host.read(pid_file, 0, 64)
         try:
-            with open(pid_file) as f:
-                pid = int(f.read().strip())
-        except (OSError, ValueError):
+            pid = int((raw or b"").decode().strip())
+        except ValueError:
             raise OperationFailed(
-                f"pm2 daemon for {self.name!r} is not running: no {pid_file} "
+                f"pm2 daemon for {self.name!r} is not running{where}: no {pid_file} "
                 "(is pm2_home right, and is pm2 started?)"
             ) from None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not await self._host.pid_alive(pid):
             raise OperationFailed(
-                f"pm2 daemon for {self.name!r} is not running: pid {pid} from {pid_file} is gone"
-            ) from None
-        except PermissionError:
-            pass  # alive, owned by another user
+                f"pm2 daemon for {self.name!r} is not running{where}: pid {pid} from "
+                f"{pid_file} is gone"
+            )
 
 
 def _health_problem(
@@ -409,53 +416,44 @@ def _cleaning(on_line: LineSink | None) -> LineSink | None:
     return cleaned
 
 
-def _size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _tail_of_files(paths: Sequence[str], lines: int) -> list[str]:
+async def _tail_of_files(host: Host, paths: Sequence[str], lines: int) -> list[str]:
     """The last `lines` lines of several logs, the most recently written file's lines last.
 
     pm2 does not timestamp lines unless told to, so out and err cannot be interleaved exactly.
     """
     chunks: list[tuple[float, list[str]]] = []
     for path in paths:
-        try:
-            chunks.append((os.stat(path).st_mtime, _tail_lines(path, lines)))
-        except FileNotFoundError:
+        stat = await host.stat(path)
+        if stat is None:
             continue
+        chunks.append((stat.mtime, await _tail_lines(host, path, stat.size, lines)))
     chunks.sort(key=lambda chunk: chunk[0])
     merged = [line for _, chunk in chunks for line in chunk]
     return merged[-lines:] if lines > 0 else []
 
 
-def _tail_lines(path: str, lines: int) -> list[str]:
-    with open(path, "rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        block = _TAIL_BLOCK
-        while True:
-            start = max(0, size - block)
-            f.seek(start)
-            found = f.read(size - start).decode(errors="replace").splitlines()
-            if start == 0 or len(found) > lines or block >= _TAIL_MAX_BYTES:
-                break
-            block *= 4
+async def _tail_lines(host: Host, path: str, size: int, lines: int) -> list[str]:
+    block = _TAIL_BLOCK
+    while True:
+        start = max(0, size - block)
+        data = await host.read(path, start, size - start) or b""
+        found = data.decode(errors="replace").splitlines()
+        if start == 0 or len(found) > lines or block >= _TAIL_MAX_BYTES:
+            break
+        block *= 4
     if start > 0:
         found = found[1:]  # begins mid-line
     return found[-lines:] if lines > 0 else []
 
 
-def _last_errors(instance: Instance, count: int = 3) -> list[str]:
+async def _last_errors(host: Host, instance: Instance, count: int = 3) -> list[str]:
     path = _str(_pm2_env(instance).get("pm_err_log_path"))
     if path is None or path == _str(_pm2_env(instance).get("pm_out_log_path")):
         return []
-    try:
-        return [line for line in _tail_lines(path, count) if line.strip()]
-    except FileNotFoundError:
+    stat = await host.stat(path)
+    if stat is None:
         return []
+    return [line for line in await _tail_lines(host, path, stat.size, count) if line.strip()]
 
 
 class _LogTail:
@@ -467,26 +465,19 @@ class _LogTail:
         self._inode: int | None = None
         self._partial = b""
 
-    def read_lines(self) -> list[str]:
-        try:
-            with open(self._path, "rb") as f:
-                data = self._read_new(f)
-        except FileNotFoundError:
+    async def read_lines(self, host: Host) -> list[str]:
+        stat = await host.stat(self._path)
+        if stat is None:
             return []  # rotated away, not yet recreated
+        replaced = stat.inode is not None and self._inode is not None and stat.inode != self._inode
+        if replaced or stat.size < self._offset:
+            self._offset = 0
+            self._partial = b""
+        self._inode = stat.inode
+        data = await host.read(self._path, self._offset, _READ_CHUNK) or b""
+        self._offset += len(data)
         *complete, self._partial = (self._partial + data).split(b"\n")
         if len(self._partial) > _MAX_LINE:
             complete.append(self._partial)
             self._partial = b""
         return [line.decode(errors="replace").rstrip("\r") for line in complete]
-
-    def _read_new(self, f: BinaryIO) -> bytes:
-        st = os.fstat(f.fileno())
-        replaced = self._inode is not None and st.st_ino != self._inode
-        if replaced or st.st_size < self._offset:
-            self._offset = 0
-            self._partial = b""
-        self._inode = st.st_ino
-        f.seek(self._offset)
-        data = f.read(_READ_CHUNK)
-        self._offset += len(data)
-        return data

@@ -114,6 +114,12 @@ class SystemdTarget:
     async def env_keys(self) -> frozenset[str]:
         return frozenset(await self._environment())
 
+    async def read_text(self, path: str) -> str | None:
+        try:
+            return await asyncio.to_thread(_read, path)
+        except FileNotFoundError:
+            return None
+
     async def env_value(self, name: str) -> str | None:
         return (await self._environment()).get(name)
 

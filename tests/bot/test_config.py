@@ -154,3 +154,20 @@ def test_every_permission_a_command_needs_can_be_granted() -> None:
 
     needed = {PERMISSION.get(a, a) for actions in ACTIONS.values() for a in actions} - {"help"}
     assert needed <= set(OPERATIONS), needed - set(OPERATIONS)
+
+
+@pytest.mark.parametrize(
+    ("worker", "says"),
+    [
+        ({"app": "w"}, "pm2_home: required for manager pm2"),
+        ({"app": "w", "pm2_home": "/p", "host": "worker-1"}, "ssh://user@host[:port]"),
+        ({"app": "w", "pm2_home": "/p", "host": "ssh://u:pw@h"}, "no password in the URL"),
+        ({"app": "w", "manager": "systemd", "host": "ssh://u@h"}, "systemd runs on the bot's"),
+        ({"app": "w", "manager": "systemd", "unit": "a b.service"}, "unit"),
+    ],
+)
+def test_where_a_worker_runs_is_checked(worker, says):
+    raw = {"environments": {"s": {"redis_url": "redis://x", "workers": {"w": worker}}}}
+    problems = _problems(raw)
+    assert any(says in p for p in problems), problems
+    assert not any("pw" in p for p in problems)

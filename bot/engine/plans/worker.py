@@ -61,6 +61,11 @@ def worker_plan(
     ]
     deploy = cfg.deploy
     if request.kind in ("deploy", "rollback"):
+        if cfg.host != "local":
+            raise Refused(
+                f"{request.kind} of {name}: releases are built and switched on the bot's host, "
+                f"and {name} runs on {cfg.host}; only restart works over SSH for now"
+            )
         if deploy is None:
             raise Refused(f"worker {name} in {env_name} has no 'deploy' configuration")
         if request.kind == "deploy":

@@ -1,0 +1,246 @@
+"""Where a worker runs: this host, or another one over SSH. A process manager's target runs the
+same argv lists and reads the same files through either.
+
+SSH: `ssh://user@host[:port]`, a key file from the configuration or the SSH agent, and the
+host's key checked against a known_hosts file, never skipped: an unknown or changed host key
+refuses the connection with a message saying so. Each argv is quoted word by word for the
+remote shell (`shlex.join`), preceded by `env -i K=V ...` so the remote command gets exactly
+the environment asked for, as a local run does. Files are read over SFTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import asyncssh
+
+from bot.abc import LineSink
+from bot.errors import CommandFailed, ConfigError, OperationFailed
+from bot.process import Completed, run
+
+_KEEP_LINES = 400
+_CONNECT_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class FileStat:
+    size: int
+    mtime: float
+    inode: int | None  # None where the host does not say (then only size says it was replaced)
+
+
+class Host(Protocol):
+    name: str
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        timeout_s: float,
+        on_line: LineSink | None = None,
+    ) -> Completed: ...
+
+    async def stat(self, path: str) -> FileStat | None: ...
+
+    async def read(self, path: str, offset: int, length: int) -> bytes | None: ...
+
+    async def pid_alive(self, pid: int) -> bool: ...
+
+
+class LocalHost:
+    name = "local"
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        timeout_s: float,
+        on_line: LineSink | None = None,
+    ) -> Completed:
+        return await run(argv, env=env, timeout_s=timeout_s, on_line=on_line)
+
+    async def stat(self, path: str) -> FileStat | None:
+        try:
+            st = await asyncio.to_thread(os.stat, path)
+        except FileNotFoundError:
+            return None
+        return FileStat(st.st_size, st.st_mtime, st.st_ino)
+
+    async def read(self, path: str, offset: int, length: int) -> bytes | None:
+        return await asyncio.to_thread(_read_local, path, offset, length)
+
+    async def pid_alive(self, pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True  # alive, owned by another user
+        return True
+
+
+def _read_local(path: str, offset: int, length: int) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(length)
+    except FileNotFoundError:
+        return None
+
+
+@dataclass(frozen=True)
+class SshAddress:
+    user: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, url: str) -> SshAddress:
+        parts = urlsplit(url)
+        if parts.scheme != "ssh" or not parts.hostname or not parts.username:
+            raise ConfigError([f"host {url!r}: expected ssh://user@host[:port]"], source="host")
+        if parts.password or parts.path not in ("", "/") or parts.query:
+            raise ConfigError(
+                [f"host {url!r}: only ssh://user@host[:port] (a key, not a password)"],
+                source="host",
+            )
+        return cls(parts.username, parts.hostname, parts.port or 22)
+
+    def __str__(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+
+class SshHost:
+    def __init__(
+        self, address: SshAddress, *, key_path: str | None, known_hosts: str | None
+    ) -> None:
+        self.name = str(address)
+        self._address = address
+        self._key_path = key_path
+        self._known_hosts = known_hosts or os.path.expanduser("~/.ssh/known_hosts")
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._sftp: asyncssh.SFTPClient | None = None
+        self._lock = asyncio.Lock()
+
+    async def _connection(self) -> asyncssh.SSHClientConnection:
+        async with self._lock:
+            if self._conn is None:
+                self._conn = await self._connect()
+            return self._conn
+
+    async def _connect(self) -> asyncssh.SSHClientConnection:
+        if not await asyncio.to_thread(os.path.exists, self._known_hosts):
+            raise OperationFailed(
+                f"ssh {self.name}: no known_hosts file at {self._known_hosts}; add the host's "
+                "key there (ssh-keyscan, checked by hand): host keys are never skipped"
+            )
+        keys = [self._key_path] if self._key_path else ()
+        try:
+            async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+                return await asyncssh.connect(
+                    self._address.host,
+                    port=self._address.port,
+                    username=self._address.user,
+                    known_hosts=self._known_hosts,
+                    client_keys=keys or None,
+                    agent_path=None if keys else (os.environ.get("SSH_AUTH_SOCK") or None),
+                    config=None,
+                )
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise OperationFailed(
+                f"ssh {self.name}: the host's key is not the one in {self._known_hosts} "
+                f"({exc.reason}); refusing to connect"
+            ) from None
+        except asyncssh.PermissionDenied:
+            raise OperationFailed(
+                f"ssh {self.name}: permission denied for the configured key"
+            ) from None
+        except (OSError, asyncssh.Error, TimeoutError) as exc:
+            raise OperationFailed(
+                f"ssh {self.name}: cannot connect ({type(exc).__name__}: {exc})"
+            ) from None
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        timeout_s: float,
+        on_line: LineSink | None = None,
+    ) -> Completed:
+        if not argv:
+            raise ValueError("empty argv")
+        name = os.path.basename(argv[0])
+        command = shlex.join(["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv])
+        conn = await self._connection()
+        lines: list[str] = []
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with conn.create_process(command, stderr=asyncssh.STDOUT) as proc:
+                    async for raw in proc.stdout:
+                        line = str(raw).rstrip("\r\n")
+                        lines.append(line)
+                        del lines[:-_KEEP_LINES]
+                        if on_line is not None:
+                            await on_line(line)
+                    done = await proc.wait()
+        except TimeoutError:
+            raise CommandFailed(name, f"timed out after {timeout_s:g} s on {self.name}") from None
+        except (OSError, asyncssh.Error) as exc:
+            self._conn = None
+            raise CommandFailed(name, f"ssh {self.name}: {type(exc).__name__}: {exc}") from None
+        code = done.exit_status if done.exit_status is not None else -1
+        if code == 127:
+            raise CommandFailed(name, f"program not found on {self.name}")
+        if code != 0:
+            tail = " | ".join(lines[-5:])
+            raise CommandFailed(name, f"exited {code} on {self.name}: {tail}")
+        return Completed(tuple(argv), code, tuple(lines))
+
+    async def _sftp_client(self) -> asyncssh.SFTPClient:
+        conn = await self._connection()
+        if self._sftp is None:
+            self._sftp = await conn.start_sftp_client()
+        return self._sftp
+
+    async def stat(self, path: str) -> FileStat | None:
+        sftp = await self._sftp_client()
+        try:
+            attrs = await sftp.stat(path)
+        except asyncssh.SFTPNoSuchFile:
+            return None
+        return FileStat(attrs.size or 0, float(attrs.mtime or 0), None)
+
+    async def read(self, path: str, offset: int, length: int) -> bytes | None:
+        sftp = await self._sftp_client()
+        try:
+            async with sftp.open(path, "rb") as f:
+                await f.seek(offset)
+                data = await f.read(length)
+        except asyncssh.SFTPNoSuchFile:
+            return None
+        return data if isinstance(data, bytes) else str(data).encode()
+
+    async def pid_alive(self, pid: int) -> bool:
+        try:
+            await self.run(["kill", "-0", str(pid)], env={"PATH": "/usr/bin:/bin"}, timeout_s=15)
+        except CommandFailed:
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        if self._sftp is not None:
+            self._sftp.exit()
+            self._sftp = None
+        if self._conn is not None:
+            self._conn.close()
+            await self._conn.wait_closed()
+            self._conn = None

@@ -1,0 +1,72 @@
+"""Workers on another host: the pm2 target through a real sshd on loopback (its own port,
+generated keys), against the real Node worker under pm2. The "remote" host is this machine,
+reached only through SSH: every pm2 call and every log read goes over the connection."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from tests.conftest import free_port
+from tests.fixtures.pm2 import CANARY_SECRET
+from tests.fixtures.sshd import Sshd, sshd_server
+from tests.scenarios.conftest import Scenario
+from tests.scenarios.test_worker_cli import Fleet, _fleet
+
+
+@pytest.fixture
+async def fleet(scenario: Scenario) -> AsyncIterator[Fleet]:
+    async for f in _fleet(scenario, "releases"):
+        yield f
+
+
+@pytest.fixture
+def sshd(tmp_path) -> Iterator[Sshd]:
+    with sshd_server(tmp_path / "sshd", free_port()) as server:
+        yield server
+
+
+def _over_ssh(fleet: Fleet, sshd: Sshd, known_hosts: str) -> None:
+    worker = fleet.scenario.environments["test"]["workers"]["notification"]
+    worker.update(host=sshd.url, ssh_key=str(sshd.client_key), known_hosts=known_hosts)
+
+
+async def test_restart_over_ssh_runs_the_whole_plan_on_the_remote_pm2(fleet: Fleet, sshd: Sshd):
+    _over_ssh(fleet, sshd, str(sshd.known_hosts))
+    await fleet.scenario.produce("sla", 20)
+    pid = await fleet.pid()
+    status = await fleet.scenario.json("worker", "status", "notification", "--env", "test")
+    assert status["status"] == "online" and status["pid"] == pid
+
+    result = await fleet.chatops("worker", "restart", "notification", "--env", "test", "--yes")
+    assert result.code == 0, result.output
+    assert "worker:ready" in result.output
+    assert await fleet.pid() != pid
+    assert (await fleet.scenario.counts())["waiting"] == 0
+
+    logs = await fleet.chatops("worker", "logs", "notification", "--env", "test", "--lines", "20")
+    assert logs.code == 0 and "worker:ready" in logs.stdout
+    check = await fleet.scenario.json("worker", "env-check", "notification", "--env", "test")
+    assert check["found"] is True and check["missing"] == []
+    for output in (result.output, logs.output):
+        assert CANARY_SECRET not in output
+
+
+async def test_a_host_key_that_does_not_match_is_refused(fleet: Fleet, sshd: Sshd):
+    _over_ssh(fleet, sshd, str(sshd.wrong_known_hosts))
+    pid = await fleet.pid()
+    result = await fleet.chatops("worker", "restart", "notification", "--env", "test", "--yes")
+    assert result.code != 0
+    said = " ".join(result.output.split())
+    assert "the host's key is not the one in" in said and "refusing to connect" in said
+    assert await fleet.pid() == pid
+
+
+async def test_deploy_over_ssh_is_refused_with_the_reason(fleet: Fleet, sshd: Sshd):
+    _over_ssh(fleet, sshd, str(sshd.known_hosts))
+    result = await fleet.chatops(
+        "worker", "deploy", "notification", "--env", "test", "--ref", "v2", "--yes"
+    )
+    assert result.code != 0
+    assert "only restart works over SSH for now" in " ".join(result.output.split())
