@@ -411,7 +411,7 @@ def redis_check(env: Env, as_json: Json = False) -> None:
 
 @worker_app.command("status")
 def worker_status(worker: str, env: Env, as_json: Json = False) -> None:
-    """The worker's process under pm2: state, pid, restarts, uptime, memory."""
+    """The worker's process under pm2 or systemd: state, pid, restarts, uptime, memory."""
 
     async def body(rt: Runtime) -> None:
         status = await service.worker_status(rt, env, worker)
