@@ -207,9 +207,10 @@ class SshHost:
 
     async def _sftp_client(self) -> asyncssh.SFTPClient:
         conn = await self._connection()
-        if self._sftp is None:
-            self._sftp = await conn.start_sftp_client()
-        return self._sftp
+        async with self._lock:
+            if self._sftp is None:
+                self._sftp = await conn.start_sftp_client()
+            return self._sftp
 
     async def stat(self, path: str) -> FileStat | None:
         sftp = await self._sftp_client()
@@ -232,8 +233,9 @@ class SshHost:
     async def pid_alive(self, pid: int) -> bool:
         try:
             await self.run(["kill", "-0", str(pid)], env={"PATH": "/usr/bin:/bin"}, timeout_s=15)
-        except CommandFailed:
-            return False
+        except CommandFailed as exc:
+            # As locally: a process of another user is alive ("Operation not permitted").
+            return "not permitted" in str(exc)
         return True
 
     async def aclose(self) -> None:
