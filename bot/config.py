@@ -107,6 +107,18 @@ class DuplicatesConfig(_Model):
     timeout_s: float = Field(30.0, gt=0, le=600)
 
 
+def ssh_address(url: str) -> tuple[str, str, int]:
+    """`ssh://user@host[:port]` as (user, host, port); ValueError naming what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme != "ssh" or not parts.hostname or not parts.username:
+        raise ValueError(f"host: 'local' or ssh://user@host[:port], not {url!r}")
+    if parts.password:
+        raise ValueError("host: no password in the URL; use ssh_key or the SSH agent")
+    if parts.path not in ("", "/") or parts.query:
+        raise ValueError(f"host: only ssh://user@host[:port], not {url!r}")
+    return parts.username, parts.hostname, parts.port or 22
+
+
 class WorkerConfig(_Model):
     manager: Literal["pm2", "systemd"] = "pm2"
     app: str = Field(pattern=rf"^{_NAME}$")  # pydantic's (Rust) regex: `$` is the very end
@@ -141,11 +153,7 @@ class WorkerConfig(_Model):
         if self.manager == "pm2" and not self.pm2_home:
             raise ValueError("pm2_home: required for manager pm2 (every pm2 call starts a daemon)")
         if self.host != "local":
-            parts = urlsplit(self.host)
-            if parts.scheme != "ssh" or not parts.hostname or not parts.username:
-                raise ValueError(f"host: 'local' or ssh://user@host[:port], not {self.host!r}")
-            if parts.password:
-                raise ValueError("host: no password in the URL; use ssh_key or the SSH agent")
+            ssh_address(self.host)
             if self.manager != "pm2":
                 raise ValueError("host: ssh:// is for pm2 workers; systemd runs on the bot's host")
         return self

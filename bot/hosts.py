@@ -16,12 +16,12 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import asyncssh
 
 from bot.abc import LineSink
-from bot.errors import CommandFailed, ConfigError, OperationFailed
+from bot.config import ssh_address
+from bot.errors import CommandFailed, OperationFailed
 from bot.process import Completed, run
 
 _KEEP_LINES = 400
@@ -104,15 +104,8 @@ class SshAddress:
 
     @classmethod
     def parse(cls, url: str) -> SshAddress:
-        parts = urlsplit(url)
-        if parts.scheme != "ssh" or not parts.hostname or not parts.username:
-            raise ConfigError([f"host {url!r}: expected ssh://user@host[:port]"], source="host")
-        if parts.password or parts.path not in ("", "/") or parts.query:
-            raise ConfigError(
-                [f"host {url!r}: only ssh://user@host[:port] (a key, not a password)"],
-                source="host",
-            )
-        return cls(parts.username, parts.hostname, parts.port or 22)
+        """A URL the configuration has already checked (`bot.config.ssh_address`)."""
+        return cls(*ssh_address(url))
 
     def __str__(self) -> str:
         return f"{self.user}@{self.host}:{self.port}"

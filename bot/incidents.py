@@ -8,7 +8,6 @@ release, the outcome, the validation results, and the operation (`chatops ops sh
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -87,11 +86,11 @@ async def _tell(rt: Runtime, record: IncidentRecord) -> None:
         )
     if settings.webhook_url:
         await _post_webhook(
-            settings.webhook_url, _payload(record, text, rt), settings.webhook_timeout_s
+            settings.webhook_url, _payload(record, text), settings.webhook_timeout_s
         )
 
 
-def _payload(record: IncidentRecord, text: str, rt: Runtime) -> dict[str, Any]:
+def _payload(record: IncidentRecord, text: str) -> dict[str, Any]:
     incident = {
         "id": record.id,
         "created_at": record.created_at.isoformat(),
@@ -107,8 +106,8 @@ def _payload(record: IncidentRecord, text: str, rt: Runtime) -> dict[str, Any]:
         "operation_id": record.operation_id,
     }
     # `text` first: chat webhooks (Slack's, Mattermost's) show it; incident tools read the rest.
-    cleaned = json.loads(redact(json.dumps(incident, default=str), secrets=rt.secrets))
-    return {"text": text, "incident": cleaned}
+    # The record's summary and validation were redacted when the store wrote them.
+    return {"text": text, "incident": incident}
 
 
 async def _post_webhook(url: str, payload: dict[str, Any], timeout_s: float) -> None:

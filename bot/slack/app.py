@@ -137,7 +137,7 @@ class SlackBot:
             yield self
         finally:
             self.ready = False
-            await self.door.drain_tasks(timeout_s=30)
+            await self.door.finish_follow_ups(timeout_s=30)
             await self.followups.aclose()
             self.stop.set()
             await asyncio.wait(loops, timeout=15)

@@ -84,8 +84,8 @@ class SlackDoor:
     ) -> None:
         self.followups.spawn(coro, what=what, within_s=within_s)
 
-    async def drain_tasks(self, timeout_s: float) -> None:
-        await self.followups.drain(timeout_s)
+    async def finish_follow_ups(self, timeout_s: float) -> None:
+        await self.followups.finish(timeout_s)
 
     def secrets(self) -> tuple[str, ...]:
         return self.rt.secrets
@@ -664,9 +664,10 @@ class SlackDoor:
     def _webhook(self, url: str) -> Respond:
         """Answers to a response_url over the shared session: Bolt's `respond` opens a new
         session, and a new connection, for every answer."""
-        webhook = AsyncWebhookClient(url=url, session=self.session, timeout=10)
 
         async def respond(**message: Any) -> None:
+            # Built when an answer is sent, not on the ack path.
+            webhook = AsyncWebhookClient(url=url, session=self.session, timeout=10)
             await webhook.send_dict({k: v for k, v in message.items() if v is not None})
 
         return respond

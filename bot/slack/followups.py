@@ -78,7 +78,7 @@ class FollowUps:
         elif self._heap[0] is waiting or not self._in_flight:
             self._wake.set()  # a new earliest start, or nothing holds it back
 
-    async def drain(self, timeout_s: float) -> None:
+    async def finish(self, timeout_s: float) -> None:
         """Start everything still waiting, then wait (bounded) for all of it to finish."""
         while self._heap:
             self._start(heapq.heappop(self._heap))
@@ -86,7 +86,7 @@ class FollowUps:
             await asyncio.wait(set(self._tasks), timeout=timeout_s)
 
     async def aclose(self) -> None:
-        """Stop dispatching; what never started is dropped (call `drain` first to run it)."""
+        """Stop dispatching; what never started is dropped (call `finish` first to run it)."""
         if self._dispatcher is not None:
             self._dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

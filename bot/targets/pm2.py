@@ -349,9 +349,7 @@ def _secret_values(instances: Iterable[Instance]) -> set[str]:
     for instance in instances:
         pm2_env = _pm2_env(instance)
         flattened = {k: v for k, v in pm2_env.items() if _ENV_NAME.match(k)}
-        for name, value in {**flattened, **_dict(pm2_env.get("env"))}.items():
-            if isinstance(value, str) and name not in _PLAIN_ENV and _looks_secret(name, value):
-                values.add(value)
+        values |= secret_env_values({**flattened, **_dict(pm2_env.get("env"))})
     return values
 
 

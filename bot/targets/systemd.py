@@ -80,13 +80,7 @@ class SystemdTarget:
             async with asyncio.timeout(timeout_s):
                 while True:
                     after = ("--after-cursor", cursor) if cursor else ()
-                    seen: list[str] = []  # every line, however many came since the last poll
-
-                    async def keep(line: str, seen: list[str] = seen) -> None:
-                        seen.append(line)
-
-                    await self._journal(*after, "--show-cursor", on_line=keep)
-                    tail = journal_with_cursor("\n".join(seen))
+                    tail = journal_with_cursor(await self._all_lines(*after, "--show-cursor"))
                     cursor = tail.cursor or cursor
                     for line in tail.lines:
                         shown = redact(line, secrets=secrets)
@@ -143,6 +137,16 @@ class SystemdTarget:
     async def _show(self, *properties: str) -> dict[str, str]:
         done = await self._run(self._systemctl, "show", self.name, "-p", ",".join(properties))
         return parse_show(done.output)
+
+    async def _all_lines(self, *args: str) -> str:
+        """Journal output, every line of it (a run keeps only the last few hundred)."""
+        lines: list[str] = []
+
+        async def keep(line: str) -> None:
+            lines.append(line)
+
+        await self._journal(*args, on_line=keep)
+        return "\n".join(lines)
 
     async def _journal(self, *args: str, on_line: LineSink | None = None) -> Completed:
         return await self._run(

@@ -28,7 +28,7 @@ async def test_starts_at_once_when_no_request_is_being_answered() -> None:
     followups = FollowUps()
     log: list[str] = []
     followups.spawn(recorder(log, "a"), what="a", within_s=60)
-    await followups.drain(timeout_s=0)  # releases nothing new: it only waits
+    await followups.finish(timeout_s=0)  # releases nothing new: it only waits
     await turns(10)
     assert log == ["a"]
     assert followups.pending() == 0
@@ -103,7 +103,7 @@ async def test_a_request_arriving_mid_backlog_holds_the_rest_back() -> None:
     await followups.aclose()
 
 
-async def test_drain_starts_whatever_waits_and_a_crash_is_logged_not_raised(
+async def test_finish_starts_whatever_waits_and_a_crash_is_logged_not_raised(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     followups = FollowUps()
@@ -115,7 +115,7 @@ async def test_drain_starts_whatever_waits_and_a_crash_is_logged_not_raised(
     with followups.serving():
         followups.spawn(crash(), what="crashing answer", within_s=60)
         followups.spawn(recorder(log, "b"), what="b", within_s=60)
-        await followups.drain(timeout_s=10)
+        await followups.finish(timeout_s=10)
     assert log == ["b"]
     assert followups.pending() == 0
     assert "crashing answer crashed" in caplog.text
@@ -161,5 +161,5 @@ async def test_overdue_work_trickles_while_requests_keep_coming() -> None:
     assert running == list(range(5))  # quiet again: the rest starts
     for gate in gates:
         gate.set()
-    await followups.drain(timeout_s=10)
+    await followups.finish(timeout_s=10)
     await followups.aclose()

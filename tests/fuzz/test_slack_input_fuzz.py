@@ -86,7 +86,7 @@ class Watch:
             await asyncio.sleep(0.01)
             if door.followups.pending():
                 quiet = 0
-                await door.drain_tasks(timeout_s=10)
+                await door.finish_follow_ups(timeout_s=10)
             else:
                 quiet += 1
                 if quiet >= 5:

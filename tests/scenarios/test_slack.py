@@ -268,7 +268,7 @@ async def test_a_replayed_slash_command_is_refused_and_audited(chat: Chat):
     again = await chat.driver.replay(pause.request)
     assert again.status == 200
     await chat.wait(lambda: len([a for a in chat.audit() if a[2] == "replayed request"]) == 2)
-    await chat.bot.door.drain_tasks(timeout_s=10)
+    await chat.bot.door.finish_follow_ups(timeout_s=10)
     assert len(chat.slack.responses(status.response_url)) == 1  # answered once
     assert len(chat.slack.calls_to("views.open")) == 1  # one modal, no "could not open" answer
     assert chat.slack.responses(pause.response_url) == []

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.releases import current_commit, prepare_release, switch_current
+from bot.releases import current_commit
 from tests.fixtures.fake_systemd import define_unit, install, stop_unit, unit_pid
 from tests.fixtures.pm2 import CANARY_SECRET, REDIS_URL, WORKER_JS, tool_path
 from tests.scenarios.conftest import Scenario
-from tests.scenarios.test_worker_cli import BUILD, build_env, make_repo
+from tests.scenarios.test_worker_cli import BUILD, build_env, install_first_release, make_repo
 
 UNIT = "notify-worker.service"
 
@@ -31,32 +31,35 @@ class Unit:
         return unit_pid(self.state, UNIT)
 
 
-@pytest.fixture
-async def unit(scenario: Scenario) -> AsyncIterator[Unit]:
+def start_unit(
+    scenario: Scenario,
+    *,
+    script: Path,
+    cwd: Path,
+    environment: dict[str, str],
+    environment_files: list[str] | None = None,
+    worker_env: dict[str, str] | None = None,
+    **worker: object,
+) -> Path:
+    """Define and start the unit (the real Node worker) under the scripted systemd, and
+    configure worker `notification` on it; the fake's state directory."""
     state = scenario.tmp / "systemd"
     systemctl, journalctl = install(scenario.tmp / "fake-bin")
-    app = scenario.tmp / "app"
-    app.mkdir()
-    (app / ".env.example").write_text(
-        "REDIS_URL=\nBULLMQ_PREFIX=\nQUEUES=\nWORKER_NAME=\nEMAIL_API_KEY=\n"
-    )
-    secrets = scenario.tmp / "worker.env"
-    secrets.write_text(f"# from the vault\nEMAIL_API_KEY={CANARY_SECRET}\n")
     node = shutil.which("node", path=tool_path())
     assert node is not None
     define_unit(
         state,
         UNIT,
-        exec=[node, str(WORKER_JS)],
-        cwd=str(app),
+        exec=[node, str(script)],
+        cwd=str(cwd),
         environment={
             "REDIS_URL": REDIS_URL,
             "BULLMQ_PREFIX": scenario.prefix,
             "QUEUES": "sla",
             "WORKER_NAME": "notify",
-            "PRINT_ENV_KEY": "EMAIL_API_KEY",  # the worker prints the secret: it must be masked
+            **environment,
         },
-        environment_files=[str(secrets)],
+        environment_files=environment_files or [],
         timeout_stop_s=10,
     )
     fake_env = {"FAKE_SYSTEMD_DIR": str(state), "PATH": tool_path()}
@@ -70,12 +73,33 @@ async def unit(scenario: Scenario) -> AsyncIterator[Unit]:
                 "systemctl_bin": str(systemctl),
                 "journalctl_bin": str(journalctl),
                 "queues": ["sla"],
-                "env": {"FAKE_SYSTEMD_DIR": str(state)},
+                "env": {**(worker_env or {}), "FAKE_SYSTEMD_DIR": str(state)},
                 "ready_timeout_s": 20,
                 "active_wait_s": 15,
                 "completing_wait_s": 15,
+                **worker,
             }
         }
+    )
+    return state
+
+
+@pytest.fixture
+async def unit(scenario: Scenario) -> AsyncIterator[Unit]:
+    app = scenario.tmp / "app"
+    app.mkdir()
+    (app / ".env.example").write_text(
+        "REDIS_URL=\nBULLMQ_PREFIX=\nQUEUES=\nWORKER_NAME=\nEMAIL_API_KEY=\n"
+    )
+    secrets = scenario.tmp / "worker.env"
+    secrets.write_text(f"# from the vault\nEMAIL_API_KEY={CANARY_SECRET}\n")
+    state = start_unit(
+        scenario,
+        script=WORKER_JS,
+        cwd=app,
+        # The worker prints the secret: it must be masked.
+        environment={"PRINT_ENV_KEY": "EMAIL_API_KEY"},
+        environment_files=[str(secrets)],
     )
     try:
         yield Unit(scenario, state)
@@ -131,62 +155,19 @@ async def test_a_unit_systemd_does_not_know_is_refused_before_anything(unit: Uni
 async def test_deploy_and_rollback_under_systemd_switch_the_release_it_runs(scenario: Scenario):
     commits = make_repo(scenario.tmp / "repo")
     env = build_env(scenario.tmp / "build-home")
-    root = scenario.tmp / "srv"
-    await prepare_release(
-        strategy="releases",
-        repo=str(scenario.tmp / "repo"),
-        deploy_path=root,
-        commit=commits["v1"],
-        build=BUILD,
-        env=env,
-        timeout_s=120,
-    )
-    await switch_current(deploy_path=root, commit=commits["v1"])
-    state = scenario.tmp / "systemd"
-    systemctl, journalctl = install(scenario.tmp / "fake-bin")
-    node = shutil.which("node", path=tool_path())
-    assert node is not None
-    define_unit(
-        state,
-        UNIT,
-        exec=[node, str(root / "current" / "dist" / "worker.js")],
-        cwd=str(root / "current"),
-        environment={
-            "REDIS_URL": REDIS_URL,
-            "BULLMQ_PREFIX": scenario.prefix,
-            "QUEUES": "sla",
-            "WORKER_NAME": "notify",
-            "EMAIL_API_KEY": CANARY_SECRET,
-            "FIXTURE_WORKER": str(WORKER_JS),
+    root = await install_first_release(scenario, commits, env)
+    state = start_unit(
+        scenario,
+        script=root / "current" / "dist" / "worker.js",
+        cwd=root / "current",
+        environment={"EMAIL_API_KEY": CANARY_SECRET, "FIXTURE_WORKER": str(WORKER_JS)},
+        worker_env={k: v for k, v in env.items() if k != "HOME"},
+        deploy={
+            "strategy": "releases",
+            "repo": str(scenario.tmp / "repo"),
+            "deploy_path": str(root),
         },
-        timeout_stop_s=10,
-    )
-    fake_env = {"FAKE_SYSTEMD_DIR": str(state), "PATH": tool_path()}
-    subprocess.run([str(systemctl), "start", UNIT], env=fake_env, check=True)
-    scenario.configure(
-        workers={
-            "notification": {
-                "manager": "systemd",
-                "app": "notify-worker",
-                "unit": UNIT,
-                "systemctl_bin": str(systemctl),
-                "journalctl_bin": str(journalctl),
-                "queues": ["sla"],
-                "env": {
-                    **{k: v for k, v in env.items() if k != "HOME"},
-                    "FAKE_SYSTEMD_DIR": str(state),
-                },
-                "deploy": {
-                    "strategy": "releases",
-                    "repo": str(scenario.tmp / "repo"),
-                    "deploy_path": str(root),
-                },
-                "build": BUILD,
-                "ready_timeout_s": 20,
-                "active_wait_s": 15,
-                "completing_wait_s": 15,
-            }
-        }
+        build=BUILD,
     )
 
     def running_release() -> str | None:

@@ -98,22 +98,30 @@ class Fleet:
         return int(app["pid"])
 
 
+async def install_first_release(
+    scenario: Scenario, commits: dict[str, str], env: dict[str, str]
+) -> Path:
+    """v1 built under `<tmp>/srv/releases` and made `current`, as a first install leaves it."""
+    root = scenario.tmp / "srv"
+    await prepare_release(
+        strategy="releases",
+        repo=str(scenario.tmp / "repo"),
+        deploy_path=root,
+        commit=commits["v1"],
+        build=BUILD,
+        env=env,
+        timeout_s=120,
+    )
+    await switch_current(deploy_path=root, commit=commits["v1"])
+    return root
+
+
 async def _fleet(scenario: Scenario, strategy: str, **worker_options) -> AsyncIterator[Fleet]:
     commits = make_repo(scenario.tmp / "repo")
     env = build_env(scenario.tmp / "build-home")
     async with pm2_home() as pm2:
         if strategy == "releases":
-            root = scenario.tmp / "srv"
-            await prepare_release(
-                strategy="releases",
-                repo=str(scenario.tmp / "repo"),
-                deploy_path=root,
-                commit=commits["v1"],
-                build=BUILD,
-                env=env,
-                timeout_s=120,
-            )
-            await switch_current(deploy_path=root, commit=commits["v1"])
+            root = await install_first_release(scenario, commits, env)
             app = release_app("worker", root, prefix=scenario.prefix, **worker_options)
             deploy = {
                 "strategy": "releases",
