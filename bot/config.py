@@ -87,6 +87,8 @@ class CanaryConfig(_Model):
     timeout_s: float = Field(30.0, gt=0, le=_DAY_S)
 
 
+_DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 _IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 
 
@@ -120,12 +122,19 @@ def ssh_address(url: str) -> tuple[str, str, int]:
 
 
 class WorkerConfig(_Model):
-    manager: Literal["pm2", "systemd"] = "pm2"
-    app: str = Field(pattern=rf"^{_NAME}$")  # pydantic's (Rust) regex: `$` is the very end
+    manager: Literal["pm2", "systemd", "kubernetes"] = "pm2"
+    # pm2 app name, or the Kubernetes Deployment's. Pydantic's (Rust) regex: `$` is the very end
+    app: str = Field(pattern=rf"^{_NAME}$")
     pm2_home: str | None = None  # pm2: required
     unit: str | None = Field(None, pattern=r"^[A-Za-z0-9@_.:-]{1,255}$")  # systemd: APP.service
     systemctl_bin: str = "systemctl"
     journalctl_bin: str = "journalctl"
+    namespace: str = Field("default", pattern=_DNS_LABEL)  # kubernetes
+    container: str | None = Field(None, pattern=_DNS_LABEL)  # kubernetes: if the pod has several
+    kubeconfig: str | None = None  # kubernetes: else in-cluster, else $KUBECONFIG, ~/.kube/config
+    kube_context: str | None = None
+    image_repository: str | None = None  # kubernetes: the only repository deploys may name
+    source_repo: str | None = None  # kubernetes: a local git clone; .env.example at the image tag
     host: str = "local"  # or ssh://user@host[:port] (pm2 only)
     ssh_key: str | None = None  # a private key file; else the SSH agent
     known_hosts: str | None = None  # default ~/.ssh/known_hosts; host keys are always checked
@@ -155,7 +164,14 @@ class WorkerConfig(_Model):
         if self.host != "local":
             ssh_address(self.host)
             if self.manager != "pm2":
-                raise ValueError("host: ssh:// is for pm2 workers; systemd runs on the bot's host")
+                raise ValueError(f"host: ssh:// is for pm2 workers, not {self.manager}")
+        if self.manager == "kubernetes" and not re.fullmatch(_DNS_SUBDOMAIN, self.app):
+            raise ValueError(f"app: {self.app!r} is not a Kubernetes Deployment name")
+        if self.manager == "kubernetes" and self.deploy is not None:
+            raise ValueError(
+                "deploy: git releases are for pm2 and systemd; a Kubernetes worker deploys "
+                "images of image_repository"
+            )
         return self
 
     @property

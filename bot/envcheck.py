@@ -9,11 +9,13 @@ is the one of the code that will run (the deployed release, or the new one befor
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot.abc import Target
-from bot.errors import Refused
+from bot.errors import OperationFailed, Refused
+from bot.git import git, validate_ref
 
 EXAMPLE_FILE = ".env.example"
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
@@ -91,3 +93,36 @@ def require_complete(check: EnvCheck, *, worker: str, env: str) -> None:
             f"set them in the process manager first, or run again with --skip-env-check "
             f"(chatops worker env-check {worker} --env {env})"
         )
+
+
+async def check_env_at_ref(
+    target: Target, *, repo: str, ref: str, env: Mapping[str, str]
+) -> EnvCheck:
+    """Against the `.env.example` of git `ref` in the local clone `repo`: for workers whose code
+    ships in an image (Kubernetes), read where the image was built from."""
+    validate_ref(ref)
+    source = f"{repo}@{ref}/{EXAMPLE_FILE}"
+    found = await git(
+        ["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+        env=env,
+        timeout_s=30,
+        what=f"look up {ref} in {repo}",
+        cwd=repo,
+        check=False,
+    )
+    if found.returncode != 0:
+        raise OperationFailed(
+            f"{ref} is not in {repo}: fetch it there first (the env-check reads "
+            f"{EXAMPLE_FILE} at the image's tag)"
+        )
+    shown = await git(
+        ["show", f"{ref}:{EXAMPLE_FILE}"],
+        env=env,
+        timeout_s=30,
+        what=f"read {EXAMPLE_FILE} at {ref}",
+        cwd=repo,
+        check=False,
+    )
+    if shown.returncode != 0:
+        return EnvCheck(example=source, found=False, missing=(), extra=())
+    return compare(await target.env_keys(), example_keys(shown.output), source=source)

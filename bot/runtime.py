@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 import redis.asyncio as redis
+from lightkube import AsyncClient
 
 from bot.abc import Target
 from bot.clock import Clock, SystemClock
@@ -16,6 +17,7 @@ from bot.config import BotSettings, Config, WorkerConfig, load_config, secret_va
 from bot.engine.runner import Engine
 from bot.hosts import Host, LocalHost, SshAddress, SshHost
 from bot.store import Store
+from bot.targets.kube import KubeTarget, kube_client
 from bot.targets.pm2 import Pm2Target
 from bot.targets.systemd import SystemdTarget
 
@@ -46,6 +48,7 @@ class Runtime:
     heartbeat_s: float
     _redis: dict[str, redis.Redis] = field(default_factory=dict)
     _ssh: dict[tuple[str, str | None, str | None], SshHost] = field(default_factory=dict)
+    _kube: dict[tuple[str | None, str | None, str], AsyncClient] = field(default_factory=dict)
 
     def redis_for(self, env_name: str) -> redis.Redis:
         url = self.config.env(env_name).redis_url
@@ -79,6 +82,13 @@ class Runtime:
         return {**base, **worker.env}
 
     def target_for(self, name: str, worker: WorkerConfig) -> Target:
+        if worker.manager == "kubernetes":
+            return KubeTarget(
+                client=self._kube_client(worker),
+                deployment=worker.app,
+                namespace=worker.namespace,
+                container=worker.container,
+            )
         if worker.manager == "systemd":
             return SystemdTarget(
                 unit=worker.unit_name,
@@ -94,6 +104,16 @@ class Runtime:
             env=self.tool_env(worker),
             host=self._host(worker),
         )
+
+    def _kube_client(self, worker: WorkerConfig) -> AsyncClient:
+        key = (worker.kubeconfig, worker.kube_context, worker.namespace)
+        if key not in self._kube:
+            self._kube[key] = kube_client(
+                kubeconfig=worker.kubeconfig,
+                context=worker.kube_context,
+                namespace=worker.namespace,
+            )
+        return self._kube[key]
 
     def _host(self, worker: WorkerConfig) -> Host:
         if worker.host == "local":
@@ -111,6 +131,9 @@ class Runtime:
         for host in self._ssh.values():
             await host.aclose()
         self._ssh.clear()
+        for kube in self._kube.values():
+            await kube.close()
+        self._kube.clear()
         for client in self._redis.values():
             await client.aclose()
         self._redis.clear()

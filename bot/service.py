@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.abc import WorkerStatus
+from bot.config import WorkerConfig
 from bot.duplicates import DuplicateReport, find_duplicates
 from bot.engine.events import EventSink
 from bot.engine.plan import Plan
 from bot.engine.plans.drain import DrainParams, drain_plan
+from bot.engine.plans.kube_worker import kube_worker_plan
 from bot.engine.plans.queue_ops import pause_plan, promote_plan, resume_plan, retry_plan
 from bot.engine.plans.worker import WorkerRequest, build_plan, worker_plan
 from bot.engine.runner import Actor, Outcome, owner_id
-from bot.envcheck import EnvCheck, check_env
+from bot.envcheck import EnvCheck, check_env, check_env_at_ref
 from bot.errors import BadInput, BotError, Refused, UnknownOperation
 from bot.git import validate_ref
 from bot.incidents import record_incident
@@ -41,6 +43,8 @@ from bot.releases import current_commit
 from bot.runtime import Runtime
 from bot.slack.outbox import Outbox, OutboxSender
 from bot.store.records import AuditRecord, IncidentRecord, OperationRecord, ReleaseRecord
+from bot.targets.kube import KubeTarget
+from bot.targets.kube_objects import image_for, image_key, image_tag
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +113,14 @@ async def worker_logs(rt: Runtime, env_name: str, worker: str, lines: int) -> li
 async def worker_env_check(rt: Runtime, env_name: str, worker: str) -> EnvCheck:
     cfg = rt.config.env(env_name).worker(worker, env=env_name)
     target = rt.target_for(worker, cfg)
+    if isinstance(target, KubeTarget):
+        if cfg.source_repo is None:
+            raise Refused(f"{worker} has no source_repo to read .env.example from")
+        image = await target.current_image()
+        tag = image_tag(image)
+        if tag is None:
+            raise Refused(f"{image} has no tag to find its .env.example by")
+        return await check_env_at_ref(target, repo=cfg.source_repo, ref=tag, env=rt.tool_env(cfg))
     status = await target.status()
     if status.status == "missing" or status.cwd is None:
         raise Refused(f"{cfg.manager} has no {target.name!r} for {worker}: nothing to compare")
@@ -190,6 +202,8 @@ async def plan_for(rt: Runtime, req: OperationRequest) -> Plan:
         return build_plan(req.env, env, req.target, req.ref, rt.tool_env(cfg))
     if req.kind in ("restart", "deploy", "rollback"):
         cfg = env.worker(req.target, env=req.env)
+        if cfg.manager == "kubernetes":
+            return await _kube_plan(rt, req, cfg)
         if req.ref is not None:
             validate_ref(req.ref)
         commit = None
@@ -200,6 +214,48 @@ async def plan_for(rt: Runtime, req: OperationRequest) -> Plan:
         )
         return worker_plan(req.env, env, wreq, target_for=rt.target_for, build_env=rt.tool_env(cfg))
     raise BadInput(f"unknown operation {req.kind!r}")
+
+
+async def _kube_plan(rt: Runtime, req: OperationRequest, cfg: WorkerConfig) -> Plan:
+    target = rt.target_for(req.target, cfg)
+    assert isinstance(target, KubeTarget)
+    image = None
+    if req.kind == "deploy" and not req.ref:
+        raise BadInput(
+            f"deploy of {req.target} needs --ref: an image tag, digest or reference "
+            f"in {cfg.image_repository or 'its image_repository'}"
+        )
+    if req.kind == "rollback":
+        image = await _rollback_image(rt, req, cfg, target)
+    wreq = WorkerRequest(
+        req.target, req.kind, ref=req.ref, skip_env_check=req.skip_env_check, image=image
+    )
+    env = rt.config.env(req.env)
+    return kube_worker_plan(req.env, env, wreq, target=target, build_env=rt.tool_env(cfg))
+
+
+async def _rollback_image(
+    rt: Runtime, req: OperationRequest, cfg: WorkerConfig, target: KubeTarget
+) -> str:
+    running = await target.current_image()
+    if req.ref:
+        wanted = image_for(req.ref, cfg.image_repository)
+        release = await rt.store.find_release(req.env, req.target, wanted)
+        if release is None:
+            raise BadInput(
+                f"{wanted} was never deployed to {req.target} in {req.env} by the bot; "
+                f"see chatops worker releases {req.target} --env {req.env}"
+            )
+        if release.path == running:
+            raise Refused(f"{wanted} is the image running now")
+        return release.path
+    good = await rt.store.last_known_good(req.env, req.target, exclude_commit=image_key(running))
+    if good is None:
+        raise Refused(
+            f"no known-good image of {req.target} in {req.env} other than the running one "
+            f"({running}); mark one with: chatops worker mark-good {req.target} --env {req.env} REF"
+        )
+    return good.path
 
 
 async def _running_commit(rt: Runtime, env_name: str, worker: str) -> str | None:
@@ -309,7 +365,9 @@ async def deliver_slack(rt: Runtime, *, timeout_s: float = 5.0) -> None:
 async def mark_good(
     rt: Runtime, env_name: str, worker: str, ref: str, *, actor: Actor
 ) -> ReleaseRecord:
-    rt.config.env(env_name).worker(worker, env=env_name)
+    cfg = rt.config.env(env_name).worker(worker, env=env_name)
+    if cfg.manager == "kubernetes":
+        ref = await _kube_release(rt, env_name, worker, cfg, ref)
     release = await rt.store.find_release(env_name, worker, ref)
     if release is None:
         known = [r.commit[:12] for r in await rt.store.releases(env_name, worker)]
@@ -333,6 +391,25 @@ async def mark_good(
     found = await rt.store.find_release(env_name, worker, release.commit)
     assert found is not None
     return found
+
+
+async def _kube_release(
+    rt: Runtime, env_name: str, worker: str, cfg: WorkerConfig, ref: str
+) -> str:
+    """The image `ref` names; the one running now is recorded as a release if the bot never
+    deployed it (a worker's first known-good image is usually deployed by other means)."""
+    image = image_for(ref, cfg.image_repository)
+    if await rt.store.find_release(env_name, worker, image) is None:
+        target = rt.target_for(worker, cfg)
+        assert isinstance(target, KubeTarget)
+        if await target.current_image() == image:
+            now = rt.clock.now()
+            key = image_key(image)
+            await rt.store.record_release(
+                env=env_name, worker=worker, ref=image, commit=key, path=image, now=now
+            )
+            await rt.store.mark_deployed(env_name, worker, key, now=now)
+    return image
 
 
 async def cancel(rt: Runtime, op_id: str, *, actor: Actor) -> OperationRecord:

@@ -86,7 +86,12 @@ SkipEnvCheck = Annotated[
     ),
 ]
 Ref = Annotated[
-    str | None, typer.Option("--ref", help="Branch, tag or commit (default from config).")
+    str | None,
+    typer.Option(
+        "--ref",
+        help="Branch, tag or commit (default from config); for a Kubernetes worker, "
+        "an image tag, digest or reference in its image_repository.",
+    ),
 ]
 
 
@@ -588,7 +593,7 @@ def worker_releases(worker: str, env: Env, as_json: Json = False) -> None:
 
 @worker_app.command("mark-good")
 def worker_mark_good(worker: str, ref: str, env: Env) -> None:
-    """Record a release (ref or commit prefix) as known-good, a target for rollbacks."""
+    """Record a release (ref or commit prefix; for Kubernetes, an image) as known-good."""
 
     async def body(rt: Runtime) -> None:
         release = await service.mark_good(rt, env, worker, ref, actor=_actor())

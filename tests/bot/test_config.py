@@ -162,8 +162,14 @@ def test_every_permission_a_command_needs_can_be_granted() -> None:
         ({"app": "w"}, "pm2_home: required for manager pm2"),
         ({"app": "w", "pm2_home": "/p", "host": "worker-1"}, "ssh://user@host[:port]"),
         ({"app": "w", "pm2_home": "/p", "host": "ssh://u:pw@h"}, "no password in the URL"),
-        ({"app": "w", "manager": "systemd", "host": "ssh://u@h"}, "systemd runs on the bot's"),
+        ({"app": "w", "manager": "systemd", "host": "ssh://u@h"}, "pm2 workers, not systemd"),
         ({"app": "w", "manager": "systemd", "unit": "a b.service"}, "unit"),
+        ({"app": "Mailer", "manager": "kubernetes"}, "not a Kubernetes Deployment name"),
+        ({"app": "m", "manager": "kubernetes", "namespace": "a_b"}, "namespace"),
+        (
+            {"app": "m", "manager": "kubernetes", "deploy": {"repo": "r", "deploy_path": "/d"}},
+            "a Kubernetes worker deploys images",
+        ),
     ],
 )
 def test_where_a_worker_runs_is_checked(worker, says):

@@ -43,6 +43,7 @@ class WorkerRequest:
     commit: str | None = None  # rollback: the release to go back to (resolved beforehand)
     ref: str | None = None  # deploy: the ref asked for
     skip_env_check: bool = False  # run even if the environment lacks keys of .env.example
+    image: str | None = None  # kubernetes deploy and rollback: the image to run
 
 
 def worker_plan(
@@ -57,7 +58,11 @@ def worker_plan(
     cfg = env.worker(name, env=env_name)
     target = target_for(name, cfg)
     steps: list[Step] = [
-        Step(f"check {target.name} under {cfg.manager}", lambda ctx: _check(ctx, target, cfg), 30)
+        Step(
+            f"check {target.name} under {cfg.manager}",
+            lambda ctx: check_target(ctx, target, cfg),
+            30,
+        )
     ]
     deploy = cfg.deploy
     if request.kind in ("deploy", "rollback"):
@@ -93,7 +98,7 @@ def worker_plan(
             30,
         )
     )
-    steps += _quiesce_steps(cfg, target)
+    steps += quiesce_steps(cfg, target)
     if request.kind in ("deploy", "rollback") and deploy and deploy.strategy == "releases":
         steps.append(Step("switch current to the new release", lambda ctx: _switch(ctx, cfg), 15))
     steps += [
@@ -106,21 +111,23 @@ def worker_plan(
         Step(
             f"wait for /{cfg.ready_pattern}/ from the new process "
             f"(up to {cfg.ready_timeout_s:g} s)",
-            lambda ctx: _ready(ctx, cfg, target),
+            lambda ctx: await_ready(ctx, cfg, target),
             cfg.ready_timeout_s + 10,
         ),
         Step(
             f"check {cfg.app} is online and not restart-looping",
-            lambda ctx: _online(ctx, target),
+            lambda ctx: check_online(ctx, target),
             30,
         ),
     ]
     if cfg.quiesce == "pause" and cfg.queues:
-        steps.append(Step(f"resume {', '.join(cfg.queues)}", lambda ctx: _resume(ctx, cfg), 30))
+        steps.append(
+            Step(f"resume {', '.join(cfg.queues)}", lambda ctx: resume_paused(ctx, cfg), 30)
+        )
     steps.append(
         Step(
             "check jobs are completing",
-            lambda ctx: _completing(ctx, cfg),
+            lambda ctx: check_completing(ctx, cfg),
             cfg.completing_wait_s + 15,
         )
     )
@@ -209,7 +216,7 @@ def _details(cfg: WorkerConfig, request: WorkerRequest) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _quiesce_steps(cfg: WorkerConfig, target: Target) -> list[Step]:
+def quiesce_steps(cfg: WorkerConfig, target: Target) -> list[Step]:
     if cfg.quiesce == "graceful":
         return [
             Step(
@@ -231,13 +238,14 @@ def _quiesce_steps(cfg: WorkerConfig, target: Target) -> list[Step]:
 
 
 def _status_line(status: WorkerStatus) -> str:
+    process = f"pid {status.pid}" if status.pid is not None else status.exec_mode or "no process"
     return (
-        f"{status.name}: {status.status}, pid {status.pid}, {status.restarts} restart(s), "
+        f"{status.name}: {status.status}, {process}, {status.restarts} restart(s), "
         f"kill_timeout {status.kill_timeout_ms or PM2_DEFAULT_KILL_TIMEOUT_MS} ms"
     )
 
 
-async def _check(ctx: StepContext, target: Target, cfg: WorkerConfig) -> str:
+async def check_target(ctx: StepContext, target: Target, cfg: WorkerConfig) -> str:
     if cfg.queues:
         await require_fit_redis(
             ctx.redis, prefix=ctx.env.prefix, doing=f"a restart of {target.name}"
@@ -404,7 +412,7 @@ async def _reload(ctx: StepContext, target: Target) -> str:
     return "reload sent"
 
 
-async def _ready(ctx: StepContext, cfg: WorkerConfig, target: Target) -> str:
+async def await_ready(ctx: StepContext, cfg: WorkerConfig, target: Target) -> str:
     line = await target.wait_ready(
         cfg.ready_regex,
         since=ctx.results["cursor"],
@@ -415,7 +423,7 @@ async def _ready(ctx: StepContext, cfg: WorkerConfig, target: Target) -> str:
     return f"ready: {line}"
 
 
-async def _online(ctx: StepContext, target: Target) -> str:
+async def check_online(ctx: StepContext, target: Target) -> str:
     before: WorkerStatus = ctx.results["before"]
     first = await target.status()
     await ctx.clock.sleep(_SETTLE_S)
@@ -429,11 +437,12 @@ async def _online(ctx: StepContext, target: Target) -> str:
             f"{target.name} restarted {status.restarts - first.restarts} time(s) within "
             f"{_SETTLE_S:g} s of becoming ready: it is restart-looping"
         )
-    ctx.validation["pid"] = status.pid
+    if status.pid is not None:
+        ctx.validation["pid"] = status.pid
     return _status_line(status)
 
 
-async def _resume(ctx: StepContext, cfg: WorkerConfig) -> str:
+async def resume_paused(ctx: StepContext, cfg: WorkerConfig) -> str:
     restores: dict[str, int] = ctx.results.get("paused", {})
     for queue, restore_id in restores.items():
         await resume_queue(ctx.redis, prefix=ctx.env.prefix, queue=queue)
@@ -441,7 +450,7 @@ async def _resume(ctx: StepContext, cfg: WorkerConfig) -> str:
     return f"resumed {', '.join(restores) or 'nothing (none was paused by this operation)'}"
 
 
-async def _completing(ctx: StepContext, cfg: WorkerConfig) -> str:
+async def check_completing(ctx: StepContext, cfg: WorkerConfig) -> str:
     if not cfg.queues:
         ctx.validation["jobs"] = "no queues configured"
         return "no queues configured for this worker"
