@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 
 from bot.abc import LineSink
 from bot.errors import BadInput, CommandFailed, Refused
-from bot.process import Completed, run
+from bot.hosts import LOCAL_HOST, Host
+from bot.process import Completed
 from bot.redact import MASK, redact
 
 StrPath = str | os.PathLike[str]
@@ -134,13 +135,14 @@ async def git(
     secrets: Iterable[str] = (),
     on_line: LineSink | None = None,
     check: bool = True,
+    host: Host = LOCAL_HOST,
 ) -> Completed:
     """Run `git <args>` with fixed config flags; a failure becomes `CommandFailed("git", ...)`
     whose message starts with `what` and carries git's last lines, secrets masked."""
     hidden = list(secrets)
     flags = [item for key, value in _CONFIG_FLAGS for item in ("-c", f"{key}={value}")]
     try:
-        done = await run(
+        done = await host.run(
             ["git", *flags, *args],
             env=git_env(env),
             cwd=None if cwd is None else os.fspath(cwd),
@@ -188,15 +190,20 @@ class Fetched:
     source: str
 
 
-def bare_cache_path(cache_dir: StrPath) -> Path:
+async def bare_cache_path(cache_dir: StrPath, *, host: Host = LOCAL_HOST) -> Path:
     """The bare repository `fetch_into_cache` uses for a `cache_dir` that is not a checkout."""
     place = Path(cache_dir)
-    is_bare = place.suffix == ".git" or _is_bare_repository(place)
+    is_bare = place.suffix == ".git" or await _is_bare_repository(place, host)
     return place if is_bare else place / CACHE_NAME
 
 
 async def fetch_into_cache(
-    *, repo: str, cache_dir: StrPath, env: Mapping[str, str], timeout_s: float
+    *,
+    repo: str,
+    cache_dir: StrPath,
+    env: Mapping[str, str],
+    timeout_s: float,
+    host: Host = LOCAL_HOST,
 ) -> Fetched:
     """Fetch branches and tags into a private namespace of the repository `cache_dir` names.
 
@@ -204,15 +211,15 @@ async def fetch_into_cache(
     `origin` as the runbook does; a bare repository or a path named `*.git`, fetched from `repo`
     (and created when missing); any other directory (the `releases` strategy's `deploy_path`),
     whose `repo.git` is that bare repository. The namespace leaves a checkout's own branches
-    and tags untouched.
+    and tags untouched. All of it on `host`.
     """
     place = Path(cache_dir)
-    if (place / ".git").exists():
+    if await host.lexists(str(place / ".git")):
         fetched = Fetched(tuple(in_checkout(place)), f"origin of {place}")
         source = "origin"
     else:
-        bare = bare_cache_path(place)
-        await _ensure_bare_repository(bare, env=env, timeout_s=timeout_s)
+        bare = await bare_cache_path(place, host=host)
+        await _ensure_bare_repository(bare, env=env, timeout_s=timeout_s, host=host)
         fetched = Fetched(tuple(in_bare(bare)), display_url(repo))
         source = repo
     await git(
@@ -223,38 +230,50 @@ async def fetch_into_cache(
         timeout_s=timeout_s,
         what=f"fetching {fetched.source}",
         secrets=url_secrets(repo),
+        host=host,
     )
     return fetched
 
 
-async def _ensure_bare_repository(path: Path, *, env: Mapping[str, str], timeout_s: float) -> None:
-    if _is_bare_repository(path):
+async def _ensure_bare_repository(
+    path: Path, *, env: Mapping[str, str], timeout_s: float, host: Host
+) -> None:
+    if await _is_bare_repository(path, host):
         return
-    _claim_empty_directory(path)
+    await _claim_empty_directory(path, host)
     await git(
         ["init", "--bare", "--quiet", "--", str(path)],
         env=env,
         timeout_s=timeout_s,
         what=f"creating the repository cache {path}",
+        host=host,
     )
 
 
-def _is_bare_repository(path: Path) -> bool:
-    return (path / "HEAD").is_file() and (path / "objects").is_dir()
+async def _is_bare_repository(path: Path, host: Host) -> bool:
+    return await host.is_file(str(path / "HEAD")) and await host.is_dir(str(path / "objects"))
 
 
-def _claim_empty_directory(path: Path) -> None:
+async def _claim_empty_directory(path: Path, host: Host) -> None:
     """Create `path`, or check it is empty: a cache never moves into someone else's files."""
-    if path.exists() and any(path.iterdir()):
+    if await host.is_dir(str(path)) and await host.listdir(str(path)):
         raise Refused(
             f"{path} is neither a git repository nor empty: "
             "refusing to create the repository cache there"
         )
-    path.mkdir(parents=True, exist_ok=True)
+    if await host.lexists(str(path)) and not await host.is_dir(str(path)):
+        raise Refused(f"{path} is not a directory: refusing to create the repository cache there")
+    await host.makedirs(str(path))
 
 
 async def resolve_ref(
-    *, repo: str, cache_dir: StrPath, ref: str, env: Mapping[str, str], timeout_s: float
+    *,
+    repo: str,
+    cache_dir: StrPath,
+    ref: str,
+    env: Mapping[str, str],
+    timeout_s: float,
+    host: Host = LOCAL_HOST,
 ) -> str:
     """Fetch (see `fetch_into_cache` for `cache_dir`) and return the commit `ref` names.
 
@@ -263,9 +282,11 @@ async def resolve_ref(
     `CommandFailed` when the fetch fails.
     """
     ref = validate_ref(ref)
-    fetched = await fetch_into_cache(repo=repo, cache_dir=cache_dir, env=env, timeout_s=timeout_s)
+    fetched = await fetch_into_cache(
+        repo=repo, cache_dir=cache_dir, env=env, timeout_s=timeout_s, host=host
+    )
     for candidate in _fetched_names(ref):
-        commit = await commit_of(fetched.at, candidate, env=env, timeout_s=timeout_s)
+        commit = await commit_of(fetched.at, candidate, env=env, timeout_s=timeout_s, host=host)
         if commit is not None:
             return commit
     raise BadInput(
@@ -297,7 +318,12 @@ def in_checkout(path: StrPath) -> list[str]:
 
 
 async def commit_of(
-    at: Sequence[str], rev: str, *, env: Mapping[str, str], timeout_s: float
+    at: Sequence[str],
+    rev: str,
+    *,
+    env: Mapping[str, str],
+    timeout_s: float,
+    host: Host = LOCAL_HOST,
 ) -> str | None:
     """The commit `rev` names in the repository `at` addresses, or None.
 
@@ -309,6 +335,7 @@ async def commit_of(
         timeout_s=timeout_s,
         what=f"resolving {rev!r}",
         check=False,
+        host=host,
     )
     # stderr shares the pipe: a warning (a broken ref, say) must not hide the id.
     commits = [line for line in done.lines if _COMMIT.fullmatch(line)]
@@ -316,10 +343,16 @@ async def commit_of(
 
 
 async def require_commit(
-    at: Sequence[str], commit: str, *, source: str, env: Mapping[str, str], timeout_s: float
+    at: Sequence[str],
+    commit: str,
+    *,
+    source: str,
+    env: Mapping[str, str],
+    timeout_s: float,
+    host: Host = LOCAL_HOST,
 ) -> None:
     """`Refused` unless `commit` is present in the repository `at` addresses."""
-    if await commit_of(at, commit, env=env, timeout_s=timeout_s) != commit:
+    if await commit_of(at, commit, env=env, timeout_s=timeout_s, host=host) != commit:
         raise Refused(
             f"commit {commit} is not in {source} "
             "(was it force-pushed away, or is this the wrong repository?)"

@@ -1,18 +1,24 @@
 """Where a worker runs: this host, or another one over SSH. A process manager's target runs the
-same argv lists and reads the same files through either.
+same argv lists and reads the same files through either, and a release directory
+(`bot.releases`) is fetched, built and switched through the same few file operations.
 
 SSH: `ssh://user@host[:port]`, a key file from the configuration or the SSH agent, and the
 host's key checked against a known_hosts file, never skipped: an unknown or changed host key
 refuses the connection with a message saying so. Each argv is quoted word by word for the
 remote shell (`shlex.join`), preceded by `env -i K=V ...` so the remote command gets exactly
-the environment asked for, as a local run does. Files are read over SFTP.
+the environment asked for, as a local run does (with `cwd`: `cd -- DIR && exec ...`). Files
+are read and release directories changed over SFTP; `current` is switched with OpenSSH's
+`posix-rename`, atomic as a local `os.replace`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import os
 import shlex
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -45,13 +51,53 @@ class Host(Protocol):
         env: Mapping[str, str],
         timeout_s: float,
         on_line: LineSink | None = None,
-    ) -> Completed: ...
+        cwd: str | None = None,
+        check: bool = True,
+    ) -> Completed:
+        """As `bot.process.run`: a missing program or a timeout is always `CommandFailed`, a
+        non-zero exit only with `check`."""
+        ...
 
     async def stat(self, path: str) -> FileStat | None: ...
 
     async def read(self, path: str, offset: int, length: int) -> bytes | None: ...
 
     async def pid_alive(self, pid: int) -> bool: ...
+
+    # The few file operations a release directory needs (`bot.releases`).
+    async def is_file(self, path: str) -> bool: ...
+
+    async def is_dir(self, path: str) -> bool: ...
+
+    async def lexists(self, path: str) -> bool: ...
+
+    async def readlink(self, path: str) -> str | None:
+        """Where the symlink `path` points; None when `path` is not a symlink."""
+        ...
+
+    async def listdir(self, path: str) -> list[str]: ...
+
+    async def makedirs(self, path: str) -> None: ...
+
+    async def write_text(self, path: str, text: str) -> None: ...
+
+    async def symlink(self, target: str, link: str) -> None: ...
+
+    async def replace(self, source: str, destination: str) -> None:
+        """Rename, atomically replacing `destination`."""
+        ...
+
+    async def unlink(self, path: str) -> None:
+        """Remove a file or symlink; nothing when it does not exist."""
+        ...
+
+    async def rmtree(self, path: str) -> None:
+        """Delete a directory tree, ignoring errors (a best-effort cleanup)."""
+        ...
+
+    async def sync_dir(self, path: str) -> None:
+        """Make the renames in directory `path` durable where the host allows it."""
+        ...
 
 
 class LocalHost:
@@ -64,8 +110,10 @@ class LocalHost:
         env: Mapping[str, str],
         timeout_s: float,
         on_line: LineSink | None = None,
+        cwd: str | None = None,
+        check: bool = True,
     ) -> Completed:
-        return await run(argv, env=env, timeout_s=timeout_s, on_line=on_line)
+        return await run(argv, env=env, timeout_s=timeout_s, on_line=on_line, cwd=cwd, check=check)
 
     async def stat(self, path: str) -> FileStat | None:
         try:
@@ -85,6 +133,64 @@ class LocalHost:
         except PermissionError:
             return True  # alive, owned by another user
         return True
+
+    async def is_file(self, path: str) -> bool:
+        return await asyncio.to_thread(os.path.isfile, path)
+
+    async def is_dir(self, path: str) -> bool:
+        return await asyncio.to_thread(os.path.isdir, path)
+
+    async def lexists(self, path: str) -> bool:
+        return await asyncio.to_thread(os.path.lexists, path)
+
+    async def readlink(self, path: str) -> str | None:
+        try:
+            return await asyncio.to_thread(os.readlink, path)
+        except (FileNotFoundError, OSError) as exc:
+            if isinstance(exc, FileNotFoundError) or exc.errno == errno.EINVAL:
+                return None
+            raise
+
+    async def listdir(self, path: str) -> list[str]:
+        return await asyncio.to_thread(os.listdir, path)
+
+    async def makedirs(self, path: str) -> None:
+        await asyncio.to_thread(os.makedirs, path, exist_ok=True)
+
+    async def write_text(self, path: str, text: str) -> None:
+        await asyncio.to_thread(_write_local, path, text)
+
+    async def symlink(self, target: str, link: str) -> None:
+        await asyncio.to_thread(os.symlink, target, link)
+
+    async def replace(self, source: str, destination: str) -> None:
+        await asyncio.to_thread(os.replace, source, destination)
+
+    async def unlink(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(os.unlink, path)
+
+    async def rmtree(self, path: str) -> None:
+        await asyncio.to_thread(shutil.rmtree, path, ignore_errors=True)
+
+    async def sync_dir(self, path: str) -> None:
+        await asyncio.to_thread(_fsync_dir, path)
+
+
+LOCAL_HOST = LocalHost()
+
+
+def _write_local(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _read_local(path: str, offset: int, length: int) -> bytes | None:
@@ -168,11 +274,15 @@ class SshHost:
         env: Mapping[str, str],
         timeout_s: float,
         on_line: LineSink | None = None,
+        cwd: str | None = None,
+        check: bool = True,
     ) -> Completed:
         if not argv:
             raise ValueError("empty argv")
         name = os.path.basename(argv[0])
         command = shlex.join(["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv])
+        if cwd is not None:
+            command = f"cd -- {shlex.quote(cwd)} && exec {command}"
         conn = await self._connection()
         lines: list[str] = []
         try:
@@ -193,7 +303,7 @@ class SshHost:
         code = done.exit_status if done.exit_status is not None else -1
         if code == 127:
             raise CommandFailed(name, f"program not found on {self.name}")
-        if code != 0:
+        if code != 0 and check:
             tail = " | ".join(lines[-5:])
             raise CommandFailed(name, f"exited {code} on {self.name}: {tail}")
         return Completed(tuple(argv), code, tuple(lines))
@@ -230,6 +340,48 @@ class SshHost:
             # As locally: a process of another user is alive ("Operation not permitted").
             return "not permitted" in str(exc)
         return True
+
+    async def is_file(self, path: str) -> bool:
+        return bool(await (await self._sftp_client()).isfile(path))
+
+    async def is_dir(self, path: str) -> bool:
+        return bool(await (await self._sftp_client()).isdir(path))
+
+    async def lexists(self, path: str) -> bool:
+        return bool(await (await self._sftp_client()).lexists(path))
+
+    async def readlink(self, path: str) -> str | None:
+        sftp = await self._sftp_client()
+        if not await sftp.islink(path):
+            return None
+        return str(await sftp.readlink(path))
+
+    async def listdir(self, path: str) -> list[str]:
+        names = await (await self._sftp_client()).listdir(path)
+        return [str(n) for n in names if n not in (".", "..")]
+
+    async def makedirs(self, path: str) -> None:
+        await (await self._sftp_client()).makedirs(path, exist_ok=True)
+
+    async def write_text(self, path: str, text: str) -> None:
+        async with (await self._sftp_client()).open(path, "w") as f:
+            await f.write(text)
+
+    async def symlink(self, target: str, link: str) -> None:
+        await (await self._sftp_client()).symlink(target, link)
+
+    async def replace(self, source: str, destination: str) -> None:
+        await (await self._sftp_client()).posix_rename(source, destination)
+
+    async def unlink(self, path: str) -> None:
+        with contextlib.suppress(asyncssh.SFTPNoSuchFile):
+            await (await self._sftp_client()).remove(path)
+
+    async def rmtree(self, path: str) -> None:
+        await (await self._sftp_client()).rmtree(path, ignore_errors=True)
+
+    async def sync_dir(self, path: str) -> None:
+        return None  # SFTP syncs files, not directories: the rename is atomic, not durable
 
     async def aclose(self) -> None:
         if self._sftp is not None:

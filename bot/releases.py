@@ -27,11 +27,9 @@ must hold the target's lock, since two prepares of one deploy directory would co
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import shlex
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +50,7 @@ from bot.git import (
     resolve_ref,
     validate_commit,
 )
-from bot.process import run
+from bot.hosts import LOCAL_HOST, Host
 from bot.redact import redact
 
 __all__ = [
@@ -97,19 +95,20 @@ def release_path(deploy_path: StrPath, commit: str) -> Path:
     return Path(deploy_path) / _RELEASES / validate_commit(commit)
 
 
-def is_built(deploy_path: StrPath, commit: str) -> bool:
+async def is_built(deploy_path: StrPath, commit: str, *, host: Host = LOCAL_HOST) -> bool:
     """Whether `commit` has a finished build that `switch_current` can point at."""
-    return (release_path(deploy_path, commit) / BUILT_MARKER).is_file()
+    return await host.is_file(str(release_path(deploy_path, commit) / BUILT_MARKER))
 
 
-def current_commit(deploy_path: StrPath) -> str | None:
+async def current_commit(deploy_path: StrPath, *, host: Host = LOCAL_HOST) -> str | None:
     """The commit `current` points to; None when there is no `current` yet."""
     link = Path(deploy_path) / _CURRENT
-    if not link.is_symlink():
-        if link.exists():
+    pointed = await host.readlink(str(link))
+    if pointed is None:
+        if await host.lexists(str(link)):
             raise Refused(f"{link} is not a symlink; move it away to use the releases strategy")
         return None
-    target = Path(os.readlink(link))
+    target = Path(pointed)
     if target.parent.name != _RELEASES:
         raise Refused(f"{link} points to {target}, not to a release directory")
     return validate_commit(target.name)
@@ -126,6 +125,7 @@ async def prepare_release(
     deploy_path: StrPath | None = None,
     repo_path: StrPath | None = None,
     on_line: LineSink | None = None,
+    host: Host = LOCAL_HOST,
 ) -> Release:
     """Check out `commit` and run each `build` argv in it.
 
@@ -147,6 +147,7 @@ async def prepare_release(
             env=env,
             timeout_s=timeout_s,
             on_line=on_line,
+            host=host,
         )
     if strategy == "in_place":
         if repo_path is None:
@@ -158,42 +159,37 @@ async def prepare_release(
             env=env,
             timeout_s=timeout_s,
             on_line=on_line,
+            host=host,
         )
     raise ValueError(f"unknown release strategy {strategy!r}")
 
 
-async def switch_current(*, deploy_path: StrPath, commit: str) -> str | None:
+async def switch_current(
+    *, deploy_path: StrPath, commit: str, host: Host = LOCAL_HOST
+) -> str | None:
     """Point `current` at the built release of `commit` in one atomic rename.
 
     Returns the commit it pointed to before (None on the first switch). `Refused` when the
     release is not built. `releases` strategy only: with `in_place`, preparing is switching.
     """
-    return _switch_symlink(Path(deploy_path), validate_commit(commit))
+    return await _switch_symlink(Path(deploy_path), validate_commit(commit), host)
 
 
-def _switch_symlink(deploy_path: Path, commit: str) -> str | None:
-    if not is_built(deploy_path, commit):
+async def _switch_symlink(deploy_path: Path, commit: str, host: Host) -> str | None:
+    if not await is_built(deploy_path, commit, host=host):
         raise Refused(f"release {commit} is not built in {deploy_path}; prepare it first")
-    previous = current_commit(deploy_path)
+    previous = await current_commit(deploy_path, host=host)
     link = deploy_path / _CURRENT
     staged = deploy_path / f"{_CURRENT}.tmp-{secrets.token_hex(4)}"
     # Relative, so that the deploy directory can be moved or mounted elsewhere.
-    os.symlink(os.path.join(_RELEASES, commit), staged)
+    await host.symlink(os.path.join(_RELEASES, commit), str(staged))
     try:
-        os.replace(staged, link)
+        await host.replace(str(staged), str(link))
     except BaseException:
-        staged.unlink(missing_ok=True)
+        await host.unlink(str(staged))
         raise
-    _fsync_dir(deploy_path)
+    await host.sync_dir(str(deploy_path))
     return previous
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 async def _prepare_release_dir(
@@ -205,44 +201,50 @@ async def _prepare_release_dir(
     env: Mapping[str, str],
     timeout_s: float,
     on_line: LineSink | None,
+    host: Host,
 ) -> Release:
     target = release_path(deploy_path, commit)
-    if is_built(deploy_path, commit):
+    if await is_built(deploy_path, commit, host=host):
         return Release(commit, target, reused=True)
-    await asyncio.to_thread(_remove_leftovers, target.parent)
-    if (unfinished := _unfinished_build(deploy_path, commit)) is not None:
-        await _remove_tree(unfinished)
+    await _remove_leftovers(target.parent, host)
+    if (unfinished := await _unfinished_build(deploy_path, commit, host)) is not None:
+        await _remove_tree(unfinished, host)
     cache = repo_cache_path(deploy_path)
-    if await _missing_from_cache(cache, commit, env=env, timeout_s=timeout_s):
-        fetched = await fetch_into_cache(repo=repo, cache_dir=cache, env=env, timeout_s=timeout_s)
-        await require_commit(
-            fetched.at, commit, source=fetched.source, env=env, timeout_s=timeout_s
+    if await _missing_from_cache(cache, commit, env=env, timeout_s=timeout_s, host=host):
+        fetched = await fetch_into_cache(
+            repo=repo, cache_dir=cache, env=env, timeout_s=timeout_s, host=host
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
+        await require_commit(
+            fetched.at, commit, source=fetched.source, env=env, timeout_s=timeout_s, host=host
+        )
+    await host.makedirs(str(target.parent))
     try:
-        await _clone_at(cache, target, commit, env=env, timeout_s=timeout_s)
-        await _run_build(build, cwd=target, env=env, timeout_s=timeout_s, on_line=on_line)
-        (target / BUILT_MARKER).write_text(commit + "\n")
+        await _clone_at(cache, target, commit, env=env, timeout_s=timeout_s, host=host)
+        await _run_build(
+            build, cwd=target, env=env, timeout_s=timeout_s, on_line=on_line, host=host
+        )
+        await host.write_text(str(target / BUILT_MARKER), commit + "\n")
     except BaseException:
-        await _remove_tree(target)
+        await _remove_tree(target, host)
         raise
     return Release(commit, target, reused=False)
 
 
 async def _missing_from_cache(
-    cache: Path, commit: str, *, env: Mapping[str, str], timeout_s: float
+    cache: Path, commit: str, *, env: Mapping[str, str], timeout_s: float, host: Host
 ) -> bool:
-    if not (cache / "HEAD").is_file():
+    if not await host.is_file(str(cache / "HEAD")):
         return True
-    return await commit_of(in_bare(cache), commit, env=env, timeout_s=timeout_s) != commit
+    found = await commit_of(in_bare(cache), commit, env=env, timeout_s=timeout_s, host=host)
+    return found != commit
 
 
-def _unfinished_build(deploy_path: Path, commit: str) -> Path | None:
+async def _unfinished_build(deploy_path: Path, commit: str, host: Host) -> Path | None:
     """What a crashed build left at the release's path; `Refused` if `current` points there."""
     target = release_path(deploy_path, commit)
-    if not os.path.lexists(target):
+    if not await host.lexists(str(target)):
         return None
-    if current_commit(deploy_path) == commit:
+    if await current_commit(deploy_path, host=host) == commit:
         raise Refused(
             f"{deploy_path / _CURRENT} points to {target}, which has no {BUILT_MARKER} marker; "
             "it was not built by this bot, so it is left alone"
@@ -251,13 +253,20 @@ def _unfinished_build(deploy_path: Path, commit: str) -> Path | None:
 
 
 async def _clone_at(
-    cache: Path, target: Path, commit: str, *, env: Mapping[str, str], timeout_s: float
+    cache: Path,
+    target: Path,
+    commit: str,
+    *,
+    env: Mapping[str, str],
+    timeout_s: float,
+    host: Host,
 ) -> None:
     await git(
         ["clone", "--local", "--no-checkout", "--quiet", "--", str(cache), str(target)],
         env=env,
         timeout_s=timeout_s,
         what=f"cloning {commit} into {target}",
+        host=host,
     )
     await git(
         [*in_checkout(target), "checkout", "--quiet", "--detach", commit, "--"],
@@ -265,6 +274,7 @@ async def _clone_at(
         env=env,
         timeout_s=timeout_s,
         what=f"checking out {commit} in {target}",
+        host=host,
     )
 
 
@@ -276,18 +286,25 @@ async def _prepare_in_place(
     env: Mapping[str, str],
     timeout_s: float,
     on_line: LineSink | None,
+    host: Host,
 ) -> Release:
     checkout = in_checkout(repo_path)
-    await _refuse_uncommitted_changes(repo_path, env=env, timeout_s=timeout_s)
+    await _refuse_uncommitted_changes(repo_path, env=env, timeout_s=timeout_s, host=host)
     await git(
         [*checkout, "fetch", "origin"],
         cwd=repo_path,
         env=env,
         timeout_s=timeout_s,
         what=f"fetching origin in {repo_path}",
+        host=host,
     )
     await require_commit(
-        checkout, commit, source=f"origin of {repo_path}", env=env, timeout_s=timeout_s
+        checkout,
+        commit,
+        source=f"origin of {repo_path}",
+        env=env,
+        timeout_s=timeout_s,
+        host=host,
     )
     await git(
         [*checkout, "checkout", "--quiet", "--detach", commit, "--"],
@@ -295,20 +312,21 @@ async def _prepare_in_place(
         env=env,
         timeout_s=timeout_s,
         what=f"checking out {commit} in {repo_path}",
+        host=host,
     )
-    await _run_build(build, cwd=repo_path, env=env, timeout_s=timeout_s, on_line=on_line)
+    await _run_build(build, cwd=repo_path, env=env, timeout_s=timeout_s, on_line=on_line, host=host)
     return Release(commit, repo_path, reused=False)
 
 
 async def head_commit(
-    *, repo_path: StrPath, env: Mapping[str, str], timeout_s: float
+    *, repo_path: StrPath, env: Mapping[str, str], timeout_s: float, host: Host = LOCAL_HOST
 ) -> str | None:
     """The commit checked out in `repo_path` (the `in_place` counterpart of `current_commit`)."""
-    return await commit_of(in_checkout(repo_path), "HEAD", env=env, timeout_s=timeout_s)
+    return await commit_of(in_checkout(repo_path), "HEAD", env=env, timeout_s=timeout_s, host=host)
 
 
 async def _refuse_uncommitted_changes(
-    repo_path: Path, *, env: Mapping[str, str], timeout_s: float
+    repo_path: Path, *, env: Mapping[str, str], timeout_s: float, host: Host
 ) -> None:
     """`Refused`, naming the files, when tracked files differ from HEAD.
 
@@ -320,6 +338,7 @@ async def _refuse_uncommitted_changes(
         env=env,
         timeout_s=timeout_s,
         what=f"checking {repo_path} for uncommitted changes",
+        host=host,
     )
     changed = [line[3:] for line in done.lines if line.strip()]
     if changed:
@@ -339,6 +358,7 @@ async def _run_build(
     env: Mapping[str, str],
     timeout_s: float,
     on_line: LineSink | None,
+    host: Host,
 ) -> None:
     sink = redacting_sink(on_line)
     for step, argv in enumerate(build, start=1):
@@ -347,7 +367,7 @@ async def _run_build(
         if sink is not None:
             await sink(f"$ {shown}")
         try:
-            done = await run(
+            done = await host.run(
                 argv, env=env, cwd=str(cwd), timeout_s=timeout_s, on_line=sink, check=False
             )
         except CommandFailed as exc:  # timed out, or the program is missing
@@ -362,23 +382,18 @@ async def _run_build(
             )
 
 
-async def _remove_tree(path: Path) -> None:
-    """Take `path` out of the way at once (a rename), then delete it off the event loop."""
-    doomed = _rename_for_removal(path)
-    if doomed is not None:
-        await asyncio.to_thread(shutil.rmtree, doomed, ignore_errors=True)
-
-
-def _rename_for_removal(path: Path) -> Path | None:
-    if not os.path.lexists(path):
-        return None
+async def _remove_tree(path: Path, host: Host) -> None:
+    """Take `path` out of the way at once (a rename), then delete it."""
+    if not await host.lexists(str(path)):
+        return
     doomed = path.with_name(f".{path.name}{_REMOVING}{secrets.token_hex(4)}")
-    os.rename(path, doomed)
-    return doomed
+    await host.replace(str(path), str(doomed))
+    await host.rmtree(str(doomed))
 
 
-def _remove_leftovers(releases_dir: Path) -> None:
+async def _remove_leftovers(releases_dir: Path, host: Host) -> None:
     """Delete what a crash left half-removed by `_remove_tree`."""
-    if releases_dir.is_dir():
-        for leftover in releases_dir.glob(f".*{_REMOVING}*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+    if await host.is_dir(str(releases_dir)):
+        for name in await host.listdir(str(releases_dir)):
+            if name.startswith(".") and _REMOVING in name:
+                await host.rmtree(str(releases_dir / name))

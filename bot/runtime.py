@@ -102,7 +102,7 @@ class Runtime:
             pm2_bin=worker.pm2_bin,
             pm2_home=worker.pm2_home,
             env=self.tool_env(worker),
-            host=self._host(worker),
+            host=self.host_for(worker),
         )
 
     def _kube_client(self, worker: WorkerConfig) -> AsyncClient:
@@ -115,7 +115,7 @@ class Runtime:
             )
         return self._kube[key]
 
-    def _host(self, worker: WorkerConfig) -> Host:
+    def host_for(self, worker: WorkerConfig) -> Host:
         if worker.host == "local":
             return LocalHost()
         key = (worker.host, worker.ssh_key, worker.known_hosts)

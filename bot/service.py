@@ -199,7 +199,9 @@ async def plan_for(rt: Runtime, req: OperationRequest) -> Plan:
         cfg = env.worker(req.target, env=req.env)
         if req.ref is not None:
             validate_ref(req.ref)
-        return build_plan(req.env, env, req.target, req.ref, rt.tool_env(cfg))
+        return build_plan(
+            req.env, env, req.target, req.ref, rt.tool_env(cfg), host=rt.host_for(cfg)
+        )
     if req.kind in ("restart", "deploy", "rollback"):
         cfg = env.worker(req.target, env=req.env)
         if cfg.manager == "kubernetes":
@@ -212,7 +214,14 @@ async def plan_for(rt: Runtime, req: OperationRequest) -> Plan:
         wreq = WorkerRequest(
             req.target, req.kind, commit=commit, ref=req.ref, skip_env_check=req.skip_env_check
         )
-        return worker_plan(req.env, env, wreq, target_for=rt.target_for, build_env=rt.tool_env(cfg))
+        return worker_plan(
+            req.env,
+            env,
+            wreq,
+            target_for=rt.target_for,
+            build_env=rt.tool_env(cfg),
+            host=rt.host_for(cfg),
+        )
     raise BadInput(f"unknown operation {req.kind!r}")
 
 
@@ -261,7 +270,7 @@ async def _rollback_image(
 async def _running_commit(rt: Runtime, env_name: str, worker: str) -> str | None:
     cfg = rt.config.env(env_name).worker(worker, env=env_name)
     if cfg.deploy and cfg.deploy.strategy == "releases" and cfg.deploy.deploy_path:
-        return current_commit(cfg.deploy.deploy_path)
+        return await current_commit(cfg.deploy.deploy_path, host=rt.host_for(cfg))
     current = await rt.store.current_release(env_name, worker)
     return current.commit if current else None
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import bot.git
+import bot.hosts
 import bot.process
 from bot.errors import BadInput, CommandFailed, Refused
 from bot.git import validate_ref
@@ -247,7 +248,7 @@ async def test_hostile_refs_are_refused_before_any_git_call(
         calls.append(list(argv))
         return await real_run(argv, **kwargs)
 
-    monkeypatch.setattr(bot.git, "run", spy)
+    monkeypatch.setattr(bot.hosts, "run", spy)
     with pytest.raises(BadInput) as caught:
         await _resolve(remote, deploy, env, ref)
     assert "invalid ref" in str(caught.value)
@@ -288,7 +289,7 @@ async def test_a_ref_that_slipped_through_is_still_only_a_revision(
         calls.append(list(argv))
         return await real_run(argv, **kwargs)
 
-    monkeypatch.setattr(bot.git, "run", spy)
+    monkeypatch.setattr(bot.hosts, "run", spy)
     at = bot.git.in_bare(repo_cache_path(deploy))
     assert await bot.git.commit_of(at, hostile, env=env, timeout_s=TIMEOUT_S) is None
     [argv] = calls
@@ -302,10 +303,10 @@ async def test_prepare_and_switch(remote, deploy, env):
     assert (release.commit, release.path, release.reused) == (v1, release_path(deploy, v1), False)
     assert (release.path / "dist/release.txt").read_text() == "one\n"
     assert (release.path / BUILT_MARKER).is_file()
-    assert current_commit(deploy) is None
+    assert await current_commit(deploy) is None
 
     assert await switch_current(deploy_path=deploy, commit=v1) is None
-    assert current_commit(deploy) == v1
+    assert await current_commit(deploy) == v1
     assert (deploy / "current/dist/release.txt").read_text() == "one\n"
 
     v2 = await _resolve(remote, deploy, env, "v2")
@@ -352,7 +353,7 @@ async def test_failed_build_leaves_current_alone_and_nothing_behind(remote, depl
     assert "build failed: intentional breakage" in message
     assert lines[0] == "$ node build.js"
     assert "compiling..." in lines
-    assert current_commit(deploy) == v1
+    assert await current_commit(deploy) == v1
     assert _absent(release_path(deploy, broken))
     assert sorted(p.name for p in (deploy / "releases").iterdir()) == [v1]
     with pytest.raises(Refused, match="not built"):
@@ -568,7 +569,7 @@ async def test_a_hanging_build_times_out_and_leaves_no_process(remote, deploy, e
         await _prepare(remote, deploy, env, v1, build=[["node", "-e", hang, token]], timeout_s=2)
     assert _processes_mentioning(token) == []
     assert list((deploy / "releases").iterdir()) == []
-    assert current_commit(deploy) is None
+    assert await current_commit(deploy) is None
 
 
 async def test_a_cancelled_build_is_killed_and_removed(remote, deploy, env):

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from bot.releases import current_commit
 from tests.conftest import free_port
 from tests.fixtures.pm2 import CANARY_SECRET
 from tests.fixtures.sshd import Sshd, sshd_server
@@ -63,10 +64,40 @@ async def test_a_host_key_that_does_not_match_is_refused(fleet: Fleet, sshd: Ssh
     assert await fleet.pid() == pid
 
 
-async def test_deploy_over_ssh_is_refused_with_the_reason(fleet: Fleet, sshd: Sshd):
+async def test_deploy_and_rollback_over_ssh_build_and_switch_on_the_remote_host(
+    fleet: Fleet, sshd: Sshd
+):
     _over_ssh(fleet, sshd, str(sshd.known_hosts))
+    await fleet.scenario.produce("sla", 10)
+    for ref in ("v1", "v2"):  # v1: adopt the release installed first, as known-good
+        deploy = await fleet.chatops(
+            "worker", "deploy", "notification", "--env", "test", "--ref", ref, "--yes"
+        )
+        assert deploy.code == 0, deploy.output
+    assert await fleet.running_release() == "v2"
+    assert await current_commit(fleet.root) == fleet.commits["v2"]
+    # The "remote" host is this machine: its SFTP log shows the release was marked built and
+    # `current` switched through the SSH connection, not on the bot's own filesystem.
+    log = sshd.sftp_log.read_text()
+    release = fleet.root / "releases" / fleet.commits["v2"]
+    assert f'open "{release}/.chatops-built" flags WRITE' in log, log
+    assert f'new "{fleet.root}/current"' in log
+
+    back = await fleet.chatops("worker", "rollback", "notification", "--env", "test", "--yes")
+    assert back.code == 0, back.output
+    assert await fleet.running_release() == "v1"
+    assert await current_commit(fleet.root) == fleet.commits["v1"]
+    assert (await fleet.scenario.counts())["waiting"] == 0
+    for output in (deploy.output, back.output):
+        assert CANARY_SECRET not in output
+
+
+async def test_in_place_deploys_over_ssh_are_refused_with_the_reason(fleet: Fleet, sshd: Sshd):
+    _over_ssh(fleet, sshd, str(sshd.known_hosts))
+    worker = fleet.scenario.environments["test"]["workers"]["notification"]
+    worker["deploy"] = {"strategy": "in_place", "repo_path": str(fleet.root)}
     result = await fleet.chatops(
         "worker", "deploy", "notification", "--env", "test", "--ref", "v2", "--yes"
     )
     assert result.code != 0
-    assert "only restart works over SSH for now" in " ".join(result.output.split())
+    assert "the in_place strategy works on the bot's host only" in " ".join(result.output.split())

@@ -190,7 +190,7 @@ async def test_deploy_and_rollback_under_systemd_switch_the_release_it_runs(scen
         )
         assert back.code == 0, back.output
         assert running_release() == "v1"
-        assert current_commit(root) == commits["v1"]
+        assert await current_commit(root) == commits["v1"]
         (incident,) = await scenario.json("ops", "incidents")
         assert incident["kind"] == "rollback"
         assert (incident["from_release"], incident["to_release"]) == (

@@ -186,7 +186,7 @@ async def test_deploy_good_then_bad_keeps_the_good_release_running(fleet: Fleet)
     )
     assert good.code == 0, good.output
     assert await fleet.running_release() == "v2"
-    assert current_commit(fleet.root) == fleet.commits["v2"]
+    assert await current_commit(fleet.root) == fleet.commits["v2"]
     releases = await fleet.scenario.json("worker", "releases", "notification", "--env", "test")
     assert [(r["commit"], r["known_good"]) for r in releases][:1] == [(fleet.commits["v2"], True)]
 
@@ -195,7 +195,7 @@ async def test_deploy_good_then_bad_keeps_the_good_release_running(fleet: Fleet)
     )
     assert bad.code == 1, bad.output
     assert "failed at step" in bad.output and "wait for /worker:ready" in bad.output
-    assert current_commit(fleet.root) == fleet.commits["v2"]  # switched back
+    assert await current_commit(fleet.root) == fleet.commits["v2"]  # switched back
     assert await fleet.running_release() == "v2"
     status = await fleet.scenario.json("queue", "status", "sla", "--env", "test")
     assert status["queues"][0]["paused"] is False
@@ -245,7 +245,7 @@ async def test_rollback_returns_to_the_last_known_good_release(fleet: Fleet):
     assert back.code == 0, back.output
     assert "reused" in back.stdout  # a switch back, no rebuild
     assert await fleet.running_release() == "v1"
-    assert current_commit(fleet.root) == fleet.commits["v1"]
+    assert await current_commit(fleet.root) == fleet.commits["v1"]
     history = await fleet.scenario.json("ops", "history")
     assert [(h["kind"], h["outcome"]) for h in history[:3]] == [
         ("rollback", "succeeded"),
@@ -337,7 +337,7 @@ async def test_hostile_refs_are_refused_and_change_nothing(fleet: Fleet, ref: st
     assert "ref" in result.stderr
     assert not Path("/tmp/chatops-pwned").exists()
     assert await fleet.pid() == pid
-    assert current_commit(fleet.root) == fleet.commits["v1"]
+    assert await current_commit(fleet.root) == fleet.commits["v1"]
 
 
 async def test_the_bots_secrets_never_reach_the_worker(fleet: Fleet):
@@ -387,12 +387,12 @@ async def test_build_makes_a_first_install_current_and_never_touches_a_running_o
     )
     assert first.code == 0, first.output
     assert "first install" in first.stdout
-    assert current_commit(deploy_path) == commits["v1"]
+    assert await current_commit(deploy_path) == commits["v1"]
     second = await scenario.chatops(
         "worker", "build", "notification", "--env", "test", "--ref", "v2", "--yes"
     )
     assert second.code == 0, second.output
-    assert current_commit(deploy_path) == commits["v1"]
+    assert await current_commit(deploy_path) == commits["v1"]
     assert (deploy_path / "releases" / commits["v2"] / "dist" / "release.txt").read_text() == "v2\n"
 
 
@@ -470,6 +470,6 @@ async def test_a_deploy_whose_release_needs_a_new_key_stops_before_the_switch(fl
     )
     assert deploy.code != 0, deploy.output
     assert "lacks SMS_API_KEY" in deploy.output
-    assert current_commit(fleet.root) == fleet.commits["v1"]
+    assert await current_commit(fleet.root) == fleet.commits["v1"]
     assert await fleet.pid() == pid
     assert await fleet.running_release() == "v1"

@@ -12,6 +12,7 @@ from bot.engine.plan import Plan, Step
 from bot.engine.restore import QUEUE_PAUSED
 from bot.envcheck import check_env, require_complete
 from bot.errors import OperationFailed, Refused
+from bot.hosts import LOCAL_HOST, Host
 from bot.queues import (
     completed_total,
     longest_recent_job_ms,
@@ -53,7 +54,10 @@ def worker_plan(
     *,
     target_for: TargetFactory,
     build_env: dict[str, str],
+    host: Host = LOCAL_HOST,
 ) -> Plan:
+    """`host` is where the worker's releases live (its `deploy_path`): they are fetched,
+    built and switched there."""
     name = request.worker
     cfg = env.worker(name, env=env_name)
     target = target_for(name, cfg)
@@ -66,19 +70,19 @@ def worker_plan(
     ]
     deploy = cfg.deploy
     if request.kind in ("deploy", "rollback"):
-        if cfg.host != "local":
-            raise Refused(
-                f"{request.kind} of {name}: releases are built and switched on the bot's host, "
-                f"and {name} runs on {cfg.host}; only restart works over SSH for now"
-            )
         if deploy is None:
             raise Refused(f"worker {name} in {env_name} has no 'deploy' configuration")
+        if deploy.strategy == "in_place" and cfg.host != "local":
+            raise Refused(
+                f"{request.kind} of {name} on {cfg.host}: the in_place strategy works on the "
+                "bot's host only; use strategy releases for a worker on another host"
+            )
         if request.kind == "deploy":
             ref = request.ref or deploy.default_ref
             steps.append(
                 Step(
                     f"resolve {ref} to a commit",
-                    lambda ctx: _resolve(ctx, cfg, ref, build_env),
+                    lambda ctx: _resolve(ctx, cfg, ref, build_env, host),
                     120,
                 )
             )
@@ -86,7 +90,7 @@ def worker_plan(
             Step(
                 "fetch and build the release"
                 + (" in its own directory" if deploy.strategy == "releases" else " in place"),
-                lambda ctx: _build(ctx, name, cfg, request, build_env),
+                lambda ctx: _build(ctx, name, cfg, request, build_env, host),
                 deploy.build_timeout_s * max(1, len(cfg.build)) + 120,
             )
         )
@@ -100,7 +104,9 @@ def worker_plan(
     )
     steps += quiesce_steps(cfg, target)
     if request.kind in ("deploy", "rollback") and deploy and deploy.strategy == "releases":
-        steps.append(Step("switch current to the new release", lambda ctx: _switch(ctx, cfg), 15))
+        steps.append(
+            Step("switch current to the new release", lambda ctx: _switch(ctx, cfg, host), 15)
+        )
     steps += [
         Step(
             f"reload {cfg.app} with its own environment",
@@ -137,7 +143,7 @@ def worker_plan(
         )
 
     async def revert(ctx: StepContext) -> None:
-        await _revert(ctx, cfg, target)
+        await _revert(ctx, cfg, target, host)
 
     return Plan(
         kind=request.kind,
@@ -152,7 +158,12 @@ def worker_plan(
 
 
 def build_plan(
-    env_name: str, env: EnvironmentConfig, worker: str, ref: str | None, build_env: dict[str, str]
+    env_name: str,
+    env: EnvironmentConfig,
+    worker: str,
+    ref: str | None,
+    build_env: dict[str, str],
+    host: Host = LOCAL_HOST,
 ) -> Plan:
     """Build a release ahead of time without touching what runs; on a first install (nothing
     deployed yet) also point `current` at it, so pm2 can be started from there once."""
@@ -163,15 +174,17 @@ def build_plan(
     ref = ref or deploy.default_ref
     request = WorkerRequest(worker, "build", ref=ref)
     steps = (
-        Step(f"resolve {ref} to a commit", lambda ctx: _resolve(ctx, cfg, ref, build_env), 120),
+        Step(
+            f"resolve {ref} to a commit", lambda ctx: _resolve(ctx, cfg, ref, build_env, host), 120
+        ),
         Step(
             "fetch and build the release in its own directory",
-            lambda ctx: _build(ctx, worker, cfg, request, build_env),
+            lambda ctx: _build(ctx, worker, cfg, request, build_env, host),
             deploy.build_timeout_s * max(1, len(cfg.build)) + 120,
         ),
         Step(
             "point current at it if nothing is deployed yet",
-            lambda ctx: _first_install(ctx, cfg),
+            lambda ctx: _first_install(ctx, cfg, host),
             15,
         ),
     )
@@ -186,15 +199,15 @@ def build_plan(
     )
 
 
-async def _first_install(ctx: StepContext, cfg: WorkerConfig) -> str:
+async def _first_install(ctx: StepContext, cfg: WorkerConfig, host: Host) -> str:
     deploy = cfg.deploy
     assert deploy is not None and deploy.deploy_path is not None
     commit: str = ctx.results["commit"]
-    current = current_commit(deploy.deploy_path)
+    current = await current_commit(deploy.deploy_path, host=host)
     if current is not None:
         ctx.results["summary"] = f"{commit[:12]} built; {current[:12]} still runs"
         return f"current stays at {current[:12]}: deploy to switch"
-    await switch_current(deploy_path=deploy.deploy_path, commit=commit)
+    await switch_current(deploy_path=deploy.deploy_path, commit=commit, host=host)
     ctx.results["summary"] = (
         f"{commit[:12]} built and made current (first install): start the pm2 app from "
         f"{deploy.deploy_path}/current once"
@@ -274,7 +287,9 @@ async def _env_check(ctx: StepContext, target: Target, worker: str, *, skip: boo
     return check.summary()
 
 
-async def _resolve(ctx: StepContext, cfg: WorkerConfig, ref: str, build_env: dict[str, str]) -> str:
+async def _resolve(
+    ctx: StepContext, cfg: WorkerConfig, ref: str, build_env: dict[str, str], host: Host
+) -> str:
     deploy = cfg.deploy
     assert deploy is not None
     commit = await resolve_ref(
@@ -283,6 +298,7 @@ async def _resolve(ctx: StepContext, cfg: WorkerConfig, ref: str, build_env: dic
         ref=ref,
         env=build_env,
         timeout_s=120,
+        host=host,
     )
     ctx.results["commit"] = commit
     ctx.results["ref"] = ref
@@ -305,6 +321,7 @@ async def _build(
     cfg: WorkerConfig,
     request: WorkerRequest,
     build_env: dict[str, str],
+    host: Host,
 ) -> str:
     deploy = cfg.deploy
     assert deploy is not None
@@ -312,7 +329,7 @@ async def _build(
     ctx.results["commit"] = commit
     if deploy.strategy == "releases":
         assert deploy.deploy_path is not None
-        ctx.results["previous_commit"] = current_commit(deploy.deploy_path)
+        ctx.results["previous_commit"] = await current_commit(deploy.deploy_path, host=host)
     else:
         current = await ctx.store.current_release(ctx.env_name, name)
         ctx.results["previous_commit"] = current.commit if current else None
@@ -326,6 +343,7 @@ async def _build(
         env=build_env,
         timeout_s=deploy.build_timeout_s,
         on_line=ctx.emit,
+        host=host,
     )
     await ctx.store.record_release(
         env=ctx.env_name,
@@ -344,11 +362,11 @@ async def _build(
     return f"{commit[:12]} {how} at {release.path}"
 
 
-async def _switch(ctx: StepContext, cfg: WorkerConfig) -> str:
+async def _switch(ctx: StepContext, cfg: WorkerConfig, host: Host) -> str:
     deploy = cfg.deploy
     assert deploy is not None and deploy.deploy_path is not None
     commit = ctx.results["commit"]
-    previous = await switch_current(deploy_path=deploy.deploy_path, commit=commit)
+    previous = await switch_current(deploy_path=deploy.deploy_path, commit=commit, host=host)
     ctx.results["switched_from"] = previous or "none"
     return f"current: {previous[:12] if previous else 'none'} -> {commit[:12]}"
 
@@ -509,7 +527,7 @@ async def _known_good(ctx: StepContext, name: str) -> str:
     return f"{commit[:12]} is known-good"
 
 
-async def _revert(ctx: StepContext, cfg: WorkerConfig, target: Target) -> None:
+async def _revert(ctx: StepContext, cfg: WorkerConfig, target: Target, host: Host) -> None:
     """After a failed deploy under `releases`, put the previous release back in service."""
     deploy = cfg.deploy
     previous = ctx.results.get("switched_from")
@@ -517,7 +535,7 @@ async def _revert(ctx: StepContext, cfg: WorkerConfig, target: Target) -> None:
         return
     assert deploy.deploy_path is not None
     await ctx.emit(f"switching back to {previous[:12]} and reloading")
-    await switch_current(deploy_path=deploy.deploy_path, commit=previous)
+    await switch_current(deploy_path=deploy.deploy_path, commit=previous, host=host)
     if "cursor" in ctx.results:
         cursor = await target.log_cursor()
         await target.reload(on_line=ctx.emit)
