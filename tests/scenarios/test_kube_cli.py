@@ -5,6 +5,7 @@ repository holding `.env.example`, as a team that tags images with their release
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lightkube import AsyncClient
+from lightkube.config.kubeconfig import KubeConfig
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.types import PatchType
 
 from tests.fixtures.fake_kube import FakeKube, Image
 from tests.fixtures.pm2 import CANARY_SECRET, FIXTURE_DIR, REDIS_URL, WORKER_JS, tool_path
@@ -236,3 +241,26 @@ async def test_refusals_change_nothing(cluster: Cluster):
     assert "no known-good image" in " ".join(nothing_good.output.split())
     assert cluster.deployment()["metadata"]["generation"] == generation
     assert cluster.image() == f"{REPO}:v1"
+
+
+async def test_a_rollout_that_never_becomes_available_stops_at_its_deadline(cluster: Cluster):
+    # New pods become ready but, with minReadySeconds far away, never available: no progress,
+    # so the controller gives up at progressDeadlineSeconds.
+    config = KubeConfig.from_file(cluster.scenario.tmp / "kubeconfig")
+    async with contextlib.aclosing(AsyncClient(config)) as client:
+        await client.patch(
+            Deployment,
+            "mailer",
+            {"spec": {"minReadySeconds": 600, "progressDeadlineSeconds": 2}},
+            namespace=NS,
+            patch_type=PatchType.MERGE,
+        )
+    before = cluster.pods()
+    result = await cluster.chatops("worker", "restart", "mailer", "--env", "test", "--yes")
+    assert result.code != 0
+    said = " ".join(result.output.split())
+    assert "deployment mailer exceeded its progress deadline" in said, said
+    assert before <= {p["metadata"]["name"] for p in cluster.kube.pods(NS, "mailer-")}
+    assert "put back: queue sla resumed" in said
+    (incident,) = await cluster.scenario.json("ops", "incidents")
+    assert incident["kind"] == "restart failed"

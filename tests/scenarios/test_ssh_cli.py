@@ -4,10 +4,13 @@ reached only through SSH: every pm2 call and every log read goes over the connec
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from bot.hosts import SshAddress, SshHost
 from bot.releases import current_commit
 from tests.conftest import free_port
 from tests.fixtures.pm2 import CANARY_SECRET
@@ -101,3 +104,38 @@ async def test_in_place_deploys_over_ssh_are_refused_with_the_reason(fleet: Flee
     )
     assert result.code != 0
     assert "the in_place strategy works on the bot's host only" in " ".join(result.output.split())
+
+
+async def test_arguments_cross_ssh_as_one_argument_each(sshd: Sshd, tmp_path):
+    marker = tmp_path / "pwned"
+    hostile = [
+        "v1 with spaces",
+        'it\'s "quoted"',
+        f"v1; touch {marker}",
+        f"$(touch {marker})",
+        f"`touch {marker}`",
+        "--upload-pack=x",
+        "",
+        "tab\there\nnewline",
+    ]
+    cwd = tmp_path / "a dir; with $(odd) name"
+    cwd.mkdir()
+    host = SshHost(
+        SshAddress.parse(sshd.url), key_path=str(sshd.client_key), known_hosts=str(sshd.known_hosts)
+    )
+    try:
+        done = await host.run(
+            [
+                sys.executable,
+                "-c",
+                "import json,os,sys; print(json.dumps([os.getcwd(), *sys.argv[1:]]))",
+                *hostile,
+            ],
+            env={"PATH": "/usr/bin:/bin", "ODD": "a b; $(c)"},
+            timeout_s=30,
+            cwd=str(cwd),
+        )
+    finally:
+        await host.aclose()
+    assert json.loads(done.lines[-1]) == [str(cwd), *hostile]
+    assert not marker.exists()
