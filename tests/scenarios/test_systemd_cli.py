@@ -5,6 +5,7 @@ BullMQ worker and keep its output as the unit's journal."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -200,3 +201,35 @@ async def test_deploy_and_rollback_under_systemd_switch_the_release_it_runs(scen
         assert CANARY_SECRET not in back.output
     finally:
         stop_unit(state, UNIT)
+
+
+def _edit_unit(unit: Unit, **environment: str) -> None:
+    """Change the unit's Environment= in place, as an edit plus daemon-reload would."""
+    path = unit.state / "units" / f"{UNIT}.json"
+    data = json.loads(path.read_text())
+    data["environment"].update(environment)
+    path.write_text(json.dumps(data))
+
+
+async def test_a_unit_that_never_logs_ready_fails_at_the_deadline(unit: Unit):
+    unit.scenario.environments["test"]["workers"]["notification"]["ready_timeout_s"] = 3
+    _edit_unit(unit, NEVER_READY="1")
+    result = await unit.scenario.chatops(
+        "worker", "restart", "notification", "--env", "test", "--yes"
+    )
+    assert result.code != 0
+    said = " ".join(result.output.split())
+    assert "did not log /worker:ready|BullMQ queue ready/ within 3 s" in said, said
+    assert "put back: queue sla resumed" in said
+
+
+async def test_a_unit_that_crashes_on_start_fails_at_once(unit: Unit):
+    _edit_unit(unit, REDIS_URL="redis://127.0.0.1:1/0")
+    result = await unit.scenario.chatops(
+        "worker", "restart", "notification", "--env", "test", "--yes"
+    )
+    assert result.code != 0
+    said = " ".join(result.output.split())
+    assert "notify-worker.service errored" in said, said
+    (incident,) = await unit.scenario.json("ops", "incidents")
+    assert incident["kind"] == "restart failed"
