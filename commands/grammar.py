@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from bot.errors import BadInput
 from bot.git import validate_ref
+from bot.targets.kube_objects import is_image_reference
 
 _MAX_TEXT = 2000
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -185,7 +186,7 @@ def parse(command: str, text: str) -> Parsed:
         flag = "--all" if action.name == "retry" else "--overdue"
         raise BadInput(f"/{command} {action.name} needs job ids or {flag} (not both)")
     ref = values.get("--ref") or values.get("--to")
-    if ref is not None:
+    if ref is not None and not is_image_reference(ref):  # a Kubernetes worker's image
         validate_ref(ref)
     env = values.get("--env")
     if env is not None and not _NAME.fullmatch(env):

@@ -221,6 +221,15 @@ def image_for(ref: str, repository: str | None) -> str:
     return ref
 
 
+def is_image_reference(ref: str) -> bool:
+    """Whether `ref` reads as an image reference or digest (what a Kubernetes deploy takes
+    besides a tag); which repository it may name is checked against the worker's."""
+    if re.fullmatch(_DIGEST, ref.removeprefix("@")):
+        return True
+    parsed = _IMAGE.match(ref)
+    return parsed is not None and bool(parsed["tag"] or parsed["digest"])
+
+
 def image_tag(image: str) -> str | None:
     parsed = _IMAGE.match(image)
     return parsed["tag"] if parsed else None

@@ -191,3 +191,20 @@ def test_tags_and_keys() -> None:
     assert image_tag(f"{REPO}@sha256:" + "a" * 64) is None
     key = image_key(f"{REPO}:v1")
     assert len(key) == 40 and key != image_key(f"{REPO}:v2")
+
+
+@pytest.mark.parametrize(
+    "ref", [f"{REPO}:v2", "@sha256:" + "d" * 64, f"localhost:5000/mailer@sha256:{'e' * 64}"]
+)
+def test_slash_commands_take_image_references(ref: str) -> None:
+    from commands.grammar import parse
+
+    assert parse("worker", f"deploy mailer --ref {ref}").ref == ref
+
+
+@pytest.mark.parametrize("ref", [f"{REPO}:v2;id", f"{REPO}:$(id)", "x:"])
+def test_what_is_neither_a_git_ref_nor_an_image_is_refused(ref: str) -> None:
+    from commands.grammar import parse
+
+    with pytest.raises(BadInput, match="invalid ref"):
+        parse("worker", f"deploy mailer --ref {ref}")
