@@ -176,6 +176,7 @@ def build_bot(rt: Runtime, *, scope: str = SLACK_SCOPE, source: str = "slack") -
     sender = OutboxSender(
         store=rt.store, client=client, clock=rt.clock, claimer=owner_id(), scope=scope
     )
+    door.outbox.wake = sender.wake
     return SlackBot(
         rt=rt,
         client=client,

@@ -9,8 +9,8 @@ them in order per message, and retries what Slack did not take. `chat.update` is
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -58,6 +58,9 @@ class Outbox:
         self._store = store
         self._clock = clock
         self.scope = scope
+        # The sender of this process, told at once of each new entry (else it finds it on its
+        # next look at the store).
+        self.wake: Callable[[], None] = lambda: None
 
     async def post(
         self,
@@ -73,7 +76,7 @@ class Outbox:
         args: dict[str, Any] = {"channel": channel, "text": text, "blocks": blocks}
         if fallback_url:
             args["fallback_url"] = fallback_url
-        await self._store.enqueue_slack(
+        await self._enqueue(
             message_key=key, method=POST, args=args, now=self._clock.now(), scope=self.scope
         )
 
@@ -87,7 +90,7 @@ class Outbox:
         final: bool = False,
     ) -> None:
         """The newest state of message `key`; an unsent older update of it is replaced."""
-        await self._store.enqueue_slack(
+        await self._enqueue(
             message_key=key,
             method=UPDATE,
             args={"text": text, "blocks": blocks, "delay_s": delay_s, "final": final},
@@ -98,7 +101,7 @@ class Outbox:
 
     async def reply(self, parent_key: str, key: str, *, text: str) -> None:
         """A reply in the thread of message `parent_key`."""
-        await self._store.enqueue_slack(
+        await self._enqueue(
             message_key=key,
             method=POST,
             args={"thread_of": parent_key, "text": text},
@@ -107,13 +110,17 @@ class Outbox:
         )
 
     async def ephemeral(self, key: str, *, channel: str, user: str, text: str) -> None:
-        await self._store.enqueue_slack(
+        await self._enqueue(
             message_key=key,
             method=EPHEMERAL,
             args={"channel": channel, "user": user, "text": text},
             now=self._clock.now(),
             scope=self.scope,
         )
+
+    async def _enqueue(self, **entry: Any) -> None:
+        await self._store.enqueue_slack(**entry)
+        self.wake()
 
 
 class UpdateBudget:
@@ -159,17 +166,31 @@ class OutboxSender:
         self._last_update: dict[str, float] = {}
         self._next_post: dict[str, float] = {}
         self._slots: dict[int, float] = {}  # entry id -> the time its post may go
+        self._woken = asyncio.Event()
 
-    async def run(self, stop: asyncio.Event, *, idle_s: float = 0.25) -> None:
+    def wake(self) -> None:
+        """A new entry is waiting: look at once (what `Outbox.wake` calls in this process)."""
+        self._woken.set()
+
+    async def run(self, stop: asyncio.Event, *, idle_s: float = 2.0) -> None:
+        """Send until `stop`. Idle, it sleeps until the next entry is due, a writer of this
+        process wakes it, or `idle_s` passes (entries of another replica's writers)."""
         while not stop.is_set():
+            self._woken.clear()
             try:
                 sent = await self.run_once()
+                pause = 0.0 if sent else await self._until_due(idle_s)
             except BotError:
                 logger.warning("outbox: store unreachable; retrying")
-                sent = 0
-            if not sent:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), idle_s)
+                pause = idle_s
+            if pause > 0:
+                await _first_of(stop, self._woken, timeout_s=pause)
+
+    async def _until_due(self, idle_s: float) -> float:
+        due = await self._store.next_slack_due(scope=self.scope)
+        if due is None:
+            return idle_s
+        return min(idle_s, max(0.0, (due - self._clock.now()).total_seconds()) + 0.01)
 
     async def run_once(self, *, limit: int = 20) -> int:
         entries = await self._store.claim_slack(
@@ -328,3 +349,12 @@ class _Later(Exception):
         super().__init__(reason)
         self.delay_s = delay_s
         self.reason = reason
+
+
+async def _first_of(*events: asyncio.Event, timeout_s: float) -> None:
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()

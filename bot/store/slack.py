@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from secrets import token_hex
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import ColumnElement, delete, exists, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, case, delete, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -465,6 +465,25 @@ class SlackStore:
                 self._redact(error),
             )
         return count == 1
+
+    async def next_slack_due(self, *, scope: str = SLACK_SCOPE) -> datetime | None:
+        """When the earliest unsent entry of `scope` may next be claimed (its `not_before`, or
+        the end of its lease); None when nothing is pending. What an idle sender sleeps until."""
+        ready_at = case(
+            (
+                SlackOutbox.claimed_until.is_not(None)
+                & (SlackOutbox.claimed_until > SlackOutbox.not_before),
+                SlackOutbox.claimed_until,
+            ),
+            else_=SlackOutbox.not_before,
+        )
+        async with self._transaction() as session:
+            due: datetime | None = await session.scalar(
+                select(func.min(ready_at)).where(
+                    SlackOutbox.sent_at.is_(None), SlackOutbox.scope == scope
+                )
+            )
+        return due
 
     async def pending_slack(self, *, limit: int) -> list[OutboxEntry]:
         """Unsent entries, oldest first (for diagnostics)."""

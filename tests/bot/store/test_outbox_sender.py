@@ -1,0 +1,72 @@
+"""The outbox sender idle: woken by a writer of its own process, or asleep until the next entry
+is due; never polling the store in a tight loop. Real store (SQLite and PostgreSQL), the fake
+Slack over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.clock import SystemClock
+from bot.slack.outbox import Outbox, OutboxSender
+from bot.store import Store
+from tests.slack.fake_slack import FakeSlack
+
+IDLE_S = 60.0  # longer than any test: only a wake-up or a due entry can get a message out
+
+
+@dataclass
+class Running:
+    outbox: Outbox
+    sender: OutboxSender
+    slack: FakeSlack
+    claims: list[int]
+
+
+@pytest.fixture
+async def running(store: Store, fake_slack: FakeSlack) -> AsyncIterator[Running]:
+    fake_slack.add_channel("C1", members=["UBOT"])
+    clock = SystemClock()
+    client = AsyncWebClient(token=fake_slack.bot_token, base_url=fake_slack.api_url)
+    sender = OutboxSender(store=store, client=client, clock=clock, claimer="test")
+    outbox = Outbox(store, clock)
+    outbox.wake = sender.wake
+    claims: list[int] = []
+    claim = store.claim_slack
+
+    async def counted(**kwargs):  # type: ignore[no-untyped-def]
+        claims.append(1)
+        return await claim(**kwargs)
+
+    store.claim_slack = counted  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run(stop, idle_s=IDLE_S))
+    try:
+        yield Running(outbox, sender, fake_slack, claims)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_a_new_message_goes_out_at_once_and_the_idle_sender_stays_asleep(running: Running):
+    await asyncio.sleep(0.5)
+    assert len(running.claims) == 1  # one look at start, then asleep
+    await running.outbox.post("k1", channel="C1", text="hello", blocks=[])
+    (call,) = await running.slack.wait_for_calls("chat.postMessage", timeout_s=5)
+    assert call.args["text"] == "hello"
+    await asyncio.sleep(0.5)
+    assert len(running.claims) <= 3
+
+
+async def test_a_delayed_update_goes_out_when_due(running: Running):
+    await running.outbox.post("k2", channel="C1", text="v1", blocks=[])
+    await running.slack.wait_for_calls("chat.postMessage", timeout_s=5)
+    # Coalesced, due 1 s from now: the wake-up finds nothing due, so the sender sleeps until
+    # the entry is (not for IDLE_S).
+    await running.outbox.update("k2", text="v2", blocks=[], delay_s=1.0)
+    (update,) = await running.slack.wait_for_calls("chat.update", timeout_s=10)
+    assert update.args["text"] == "v2"
