@@ -470,7 +470,8 @@ def worker_deploy(
     yes: Yes = False,
     reason: Reason = None,
 ) -> None:
-    """Build REF in its own release, then restart onto it and record it known-good."""
+    """Build REF in its own release (Kubernetes: set the image), restart onto it, record it
+    known-good."""
     _operate(
         service.OperationRequest("deploy", env, worker, ref=ref, skip_env_check=skip_env_check),
         yes=yes,
