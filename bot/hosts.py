@@ -289,6 +289,10 @@ class SshHost:
             async with asyncio.timeout(timeout_s):
                 async with conn.create_process(command, stderr=asyncssh.STDOUT) as proc:
                     async for raw in proc.stdout:
+                        if not raw:
+                            # asyncssh's line iterator ends with "" when EOF lands after its
+                            # last check: not a line of output (an empty line is "\n").
+                            break
                         line = str(raw).rstrip("\r\n")
                         lines.append(line)
                         del lines[:-_KEEP_LINES]
