@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -21,6 +22,7 @@ from bot.errors import ConfigError, UnknownEnvironment, UnknownQueue, UnknownWor
 
 DEFAULT_READY_PATTERN = r"worker:ready|BullMQ queue ready"
 DEFAULT_FLAG_KEY = "{prefix}:flags:WORKER_ACCEPT_JOBS"
+DEFAULT_MAINTENANCE_KEY = "{prefix}:flags:MAINTENANCE"
 OPERATIONS = (
     "status",
     "drain",
@@ -61,6 +63,8 @@ class DrainConfig(_Model):
 
 class FlagsConfig(_Model):
     producer_key: str = DEFAULT_FLAG_KEY
+    # Set while a maintenance window is open (for the alerting side: suppress SLA alerts).
+    maintenance_key: str = DEFAULT_MAINTENANCE_KEY
 
 
 class DeployConfig(_Model):
@@ -237,6 +241,10 @@ class EnvironmentConfig(_Model):
     def flag_key(self) -> str:
         return self.flags.producer_key.replace("{prefix}", self.prefix)
 
+    @property
+    def maintenance_key(self) -> str:
+        return self.flags.maintenance_key.replace("{prefix}", self.prefix)
+
     def worker(self, name: str, *, env: str) -> WorkerConfig:
         try:
             return self.workers[name]
@@ -272,6 +280,31 @@ class IncidentsConfig(_Model):
         return value
 
 
+class WindowsConfig(_Model):
+    """Maintenance windows: the zone a time without one is read in (when Slack does not say
+    the user's), the reminders before each start, and how late a notice may still be sent."""
+
+    timezone: str = "UTC"
+    reminders_min: tuple[int, ...] = (60, 15)
+    grace_s: float = Field(600.0, ge=0, le=_DAY_S)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("reminders_min")
+    @classmethod
+    def _positive(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(m <= 0 or m > 7 * 24 * 60 for m in value):
+            raise ValueError("reminders are minutes before the start, 1 to 10080")
+        return value
+
+
 class Config(_Model):
     """The YAML file: environments, and who may do what (used by the Slack door)."""
 
@@ -282,6 +315,7 @@ class Config(_Model):
     # operation -> environment (or "*") -> approvals needed
     approvals: dict[str, dict[str, int]] = Field(default_factory=dict)
     incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
+    windows: WindowsConfig = Field(default_factory=WindowsConfig)
 
     @field_validator("environments")
     @classmethod

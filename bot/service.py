@@ -363,8 +363,14 @@ async def deliver_slack(rt: Runtime, *, timeout_s: float = 5.0) -> None:
     )
     try:
         async with asyncio.timeout(timeout_s):
-            while await sender.run_once():
-                pass
+            while True:
+                if await sender.run_once():
+                    continue
+                # Paced posts (one a second per channel) and retries wait their turn.
+                due = await rt.store.next_slack_due(scope=sender.scope)
+                if due is None:
+                    break
+                await asyncio.sleep(max(0.0, (due - rt.clock.now()).total_seconds()) + 0.01)
     except TimeoutError:
         pass
     finally:

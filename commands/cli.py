@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -28,11 +28,14 @@ from rich.table import Table
 from bot import service
 from bot.config import BotSettings, load_config, load_config_file
 from bot.engine.recovery import recover_interrupted
-from bot.engine.runner import Actor
-from bot.errors import BotError, ConfigError
+from bot.engine.runner import Actor, owner_id
+from bot.errors import BadInput, BotError, ConfigError
 from bot.logs import configure_logging
 from bot.runtime import Runtime, open_runtime
 from bot.store import Store
+from bot.windows.messages import span
+from bot.windows.schedule import cancel_window, schedule_window, upcoming
+from bot.windows.scheduler import run_due
 from commands.console import ConsoleProgress
 
 T = TypeVar("T")
@@ -54,6 +57,9 @@ lock_app = typer.Typer(help="Operation locks.")
 config_app = typer.Typer(help="Configuration.")
 db_app = typer.Typer(help="The bot's own database.")
 redis_app = typer.Typer(help="The Redis of an environment.")
+window_app = typer.Typer(
+    help="Maintenance windows: schedule, list, show, cancel; run-due does what is due now."
+)
 for sub, name in (
     (queue_app, "queue"),
     (worker_app, "worker"),
@@ -62,6 +68,7 @@ for sub, name in (
     (config_app, "config"),
     (db_app, "db"),
     (redis_app, "redis"),
+    (window_app, "window"),
 ):
     sub.info.no_args_is_help = True
     app.add_typer(sub, name=name)
@@ -839,6 +846,121 @@ def manifest(
     except BotError as exc:
         _fail(str(exc), exc.exit_code)
     sys.stdout.write(dump(data))
+
+
+@window_app.command("schedule")
+def window_schedule(
+    env: Annotated[str, typer.Argument(help="The environment.")],
+    when: Annotated[
+        str,
+        typer.Argument(
+            help="ISO date-time, HH:MM [today|tomorrow] or 'in 2h' (quote what has spaces)."
+        ),
+    ],
+    duration: Annotated[str, typer.Argument(help="30m, 2h, 1h30m.")],
+    reason: Annotated[list[str] | None, typer.Argument(help="Why (shown to everyone).")] = None,
+    tz: Annotated[
+        str | None,
+        typer.Option("--tz", help="Time zone of WHEN (default: windows.timezone, else UTC)."),
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """Schedule a maintenance window: announced now, reminders before, flag set while open."""
+
+    async def body(rt: Runtime) -> None:
+        window = await schedule_window(
+            rt,
+            env=env,
+            when=when,
+            duration=duration,
+            reason=" ".join(reason or ()),
+            actor=_actor(),
+            timezone=tz,
+        )
+        await service.deliver_slack(rt)
+        if as_json:
+            _print_json(_asdict(window))
+            return
+        out.print(f"window {window.id} in {env}: {escape(span(window))}")
+
+    _execute(body)
+
+
+@window_app.command("list")
+def window_list(
+    env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
+    as_json: Json = False,
+) -> None:
+    """Windows not over yet, soonest first."""
+
+    async def body(rt: Runtime) -> None:
+        windows = await upcoming(rt, env=env, now=rt.clock.now())
+        if as_json:
+            _print_json([_asdict(w) for w in windows])
+            return
+        table = Table(title="maintenance windows")
+        for col in ("id", "env", "when", "state", "reason", "by"):
+            table.add_column(col)
+        for w in windows:
+            table.add_row(w.id, w.env, span(w), w.state, w.reason, w.created_by)
+        out.print(table if windows else "no window ahead")
+
+    _execute(body)
+
+
+@window_app.command("show")
+def window_show(window_id: str, as_json: Json = False) -> None:
+    """One window and what the scheduler did for it."""
+
+    async def body(rt: Runtime) -> None:
+        window = await rt.store.window(window_id)
+        if window is None:
+            raise BadInput(f"no window {window_id!r}; see chatops window list")
+        notices = await rt.store.notices_of(window_id)
+        if as_json:
+            _print_json(
+                {**_asdict(window), "notices": [{"kind": k, "outcome": o} for k, o in notices]}
+            )
+            return
+        out.print(f"{window.id} in {window.env}: {escape(span(window))} ({window.state})")
+        for kind, outcome in notices:
+            out.print(f"  {kind}: {outcome or 'pending'}")
+
+    _execute(body)
+
+
+@window_app.command("cancel")
+def window_cancel(window_id: str) -> None:
+    """Cancel a window: its announcement says so; an open one closes now (flag cleared)."""
+
+    async def body(rt: Runtime) -> None:
+        window = await cancel_window(rt, window_id, actor=_actor())
+        await service.deliver_slack(rt)
+        out.print(f"window {window.id} in {window.env} cancelled")
+
+    _execute(body)
+
+
+@window_app.command("run-due")
+def window_run_due(
+    now: Annotated[
+        datetime | None,
+        typer.Option("--now", hidden=True, help="Pretend it is this time (tests)."),
+    ] = None,
+) -> None:
+    """Do what is due for windows now (announcements, reminders, open, close), once: what
+    `chatops serve` does at each due time, for when it is not running."""
+
+    async def body(rt: Runtime) -> None:
+        at = (now if now.tzinfo else now.replace(tzinfo=UTC)) if now else rt.clock.now()
+        done = await run_due(rt, now=at, claimer=owner_id())
+        await service.deliver_slack(rt)
+        for item in done:
+            out.print(f"{item.window} {item.kind}: {item.outcome}")
+        if not done:
+            out.print("nothing due")
+
+    _execute(body)
 
 
 @db_app.command("upgrade")

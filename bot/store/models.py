@@ -322,10 +322,48 @@ class Incident(Base):
     worker: Mapped[str] = mapped_column(String(255))
     actor: Mapped[str] = mapped_column(String(255))
     outcome: Mapped[str] = mapped_column(String(32))
-    from_release: Mapped[str | None] = mapped_column(String(40))
-    to_release: Mapped[str | None] = mapped_column(String(40))
+    from_release: Mapped[str | None] = mapped_column(String(255))  # a commit or an image
+    to_release: Mapped[str | None] = mapped_column(String(255))
     summary: Mapped[str] = mapped_column(Text)
     validation: Mapped[dict[str, Any]] = mapped_column(JSON)
     operation_id: Mapped[str | None] = mapped_column(
         String(32), ForeignKey("operations.id", ondelete="SET NULL")
     )
+
+
+class Window(Base):
+    """A maintenance window of one environment: announced, reminded, opened (maintenance flag
+    set) and closed by the scheduler through its notices."""
+
+    __tablename__ = "windows"
+    __table_args__ = (Index("ix_windows_env_starts_at", "env", "starts_at"),)
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    env: Mapped[str] = mapped_column(String(64))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(Text)
+    timezone: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str | None] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(16))  # scheduled, open, closed, cancelled
+    cancelled_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class WindowNotice(Base):
+    """One thing the scheduler must do for a window, once: claimed by setting `done_at`."""
+
+    __tablename__ = "window_notices"
+    __table_args__ = (
+        UniqueConstraint("window_id", "kind"),
+        Index("ix_window_notices_done_at_due_at", "done_at", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    window_id: Mapped[str] = mapped_column(String(16), ForeignKey("windows.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))  # announce, remind:<minutes>, open, close
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(16))  # sent, skipped, cancelled
+    done_by: Mapped[str | None] = mapped_column(String(255))

@@ -231,3 +231,26 @@ class IncidentRecord:
     summary: str
     validation: dict[str, Any]
     operation_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRecord:
+    id: str
+    env: str
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+    timezone: str
+    channel: str | None
+    created_by: str
+    created_at: datetime
+    state: str  # scheduled, open, closed, cancelled
+    cancelled_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeRecord:
+    id: int
+    window: WindowRecord
+    kind: str  # announce, remind:<minutes>, open, close
+    due_at: datetime

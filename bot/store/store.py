@@ -53,6 +53,7 @@ from bot.store.records import (
 )
 from bot.store.slack import SlackStore
 from bot.store.sql import dml as _dml
+from bot.store.windows import WindowStore
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def interrupted_summary(plan: Sequence[str], current_step: int | None) -> str:
     return f"interrupted at step {index + 1} of {len(plan)} ({plan[index]}): {why}"
 
 
-class Store(SlackStore, IncidentStore):
+class Store(SlackStore, IncidentStore, WindowStore):
     """Open with `await Store.open(url)`, then `await store.upgrade()`; `await store.close()`.
 
     The operations side is here; approvals, the Slack outbox, seen requests and the user-group

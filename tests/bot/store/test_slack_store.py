@@ -111,10 +111,14 @@ async def test_upgrading_from_0001_keeps_the_data(db_url: str) -> None:
         # At 0001 the models are ahead by exactly the later tables (and their indexes).
         diff = await with_connection(db_url, model_diff)
         assert {d[0] for d in diff} <= {"add_table", "add_index"}
-        assert {d[1].name for d in diff if d[0] == "add_table"} == SLACK_TABLES | {"incidents"}
+        assert {d[1].name for d in diff if d[0] == "add_table"} == SLACK_TABLES | {
+            "incidents",
+            "windows",
+            "window_notices",
+        }
 
         await store.upgrade()
-        assert await store.revision() == migrate.head_revision() == "0005"
+        assert await store.revision() == migrate.head_revision() == "0006"
         assert await store.get_operation(op.id) == before
         assert await store.audit_events(limit=10) == events
         assert [r.id for r in await store.pending_restores(op.id)] == [restore]
@@ -146,12 +150,12 @@ async def test_downgrading_to_0001_drops_only_the_slack_tables(store: Store, db_
     assert not tables & SLACK_TABLES
     assert len(await store.audit_events(limit=10)) == 1
     await store.upgrade()
-    assert await store.revision() == "0005"
+    assert await store.revision() == "0006"
     assert await store.pending_slack(limit=10) == []
 
 
 async def test_the_slack_models_match_the_migration(store: Store, db_url: str) -> None:
-    assert await store.revision() == "0005"
+    assert await store.revision() == "0006"
     tables = await with_connection(db_url, lambda c: set(inspect(c).get_table_names()))
     assert tables >= SLACK_TABLES
     assert await with_connection(db_url, model_diff) == []

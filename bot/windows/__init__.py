@@ -1,0 +1,1 @@
+"""Maintenance windows: when they are, what the bot says about them, and the flag it sets."""

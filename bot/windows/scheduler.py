@@ -1,0 +1,134 @@
+"""What is due for maintenance windows, done once: the store is the source of truth.
+
+`run_due(rt, now=...)` does every notice whose time has come (announcement, reminders, open,
+close), each claimed in the store first, so two schedulers at once never do one twice; it then
+sets the maintenance flag again for every open window. A notice more than `grace_s` late is
+skipped and logged, except an opening while the window still runs (late is better than never
+for the flag) and a closing (the flag must come down). Messages go through the outbox, so a
+Slack outage delays them and loses none. `chatops window run-due` is this, once; `chatops
+serve` runs it at each next due time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.runtime import Runtime
+from bot.slack.outbox import Outbox
+from bot.store.records import NoticeRecord, OperationRecord, WindowRecord
+from bot.store.windows import ANNOUNCE, CLOSE, OPEN, REMIND
+from bot.windows.flag import assert_flag, clear_flag
+from bot.windows.messages import (
+    announcement,
+    closed_text,
+    opened_text,
+    reminder_text,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Done:
+    window: str
+    kind: str
+    outcome: str  # sent, skipped
+
+
+async def run_due(rt: Runtime, *, now: datetime, claimer: str) -> list[Done]:
+    done: list[Done] = []
+    grace_s = rt.config.windows.grace_s
+    for notice in await rt.store.due_notices(now=now):
+        late_s = (now - notice.due_at).total_seconds()
+        skip = late_s > grace_s and notice.kind != CLOSE
+        if notice.kind == OPEN and now < notice.window.ends_at:
+            skip = False
+        outcome = "skipped" if skip else "sent"
+        if not await rt.store.claim_notice(notice.id, by=claimer, now=now, outcome=outcome):
+            continue  # another scheduler did it
+        if skip:
+            logger.warning(
+                "window %s: %s was due %s, %.0f s ago (grace %.0f s): skipped",
+                notice.window.id,
+                notice.kind,
+                notice.due_at.isoformat(),
+                late_s,
+                grace_s,
+            )
+        else:
+            await _do(rt, notice, now)
+        done.append(Done(notice.window.id, notice.kind, outcome))
+    for window in await rt.store.windows(since=now):
+        if window.state == "open" and window.env in rt.config.environments:
+            env = rt.config.env(window.env)
+            await assert_flag(rt.redis_for(window.env), env.maintenance_key, window, now)
+    return done
+
+
+async def cancel(rt: Runtime, window_id: str, *, by: str, now: datetime) -> WindowRecord:
+    """Cancel a window: its announcement says so in place; an open one is closed at once."""
+    before = await rt.store.cancel_window(window_id, by=by, now=now)
+    env = rt.config.env(before.env)
+    if before.state == "open":
+        await clear_flag(rt.redis_for(before.env), env.maintenance_key, before)
+    cancelled = await rt.store.window(window_id)
+    assert cancelled is not None
+    if cancelled.channel:
+        outbox = Outbox(rt.store, rt.clock)
+        text, blocks = announcement(cancelled, env_config=env)
+        await outbox.update(_key(cancelled), text=text, blocks=blocks, final=True)
+        if before.state == "open":
+            ops = await _operations_inside(rt, cancelled, until=now)
+            await _post(outbox, cancelled, "closed", closed_text(cancelled, ops, early=by))
+    return cancelled
+
+
+async def _do(rt: Runtime, notice: NoticeRecord, now: datetime) -> None:
+    window = notice.window
+    env = rt.config.env(window.env)
+    outbox = Outbox(rt.store, rt.clock)
+    if notice.kind == OPEN:
+        await assert_flag(rt.redis_for(window.env), env.maintenance_key, window, now)
+        await rt.store.set_window_state(window.id, "open")
+    elif notice.kind == CLOSE:
+        await clear_flag(rt.redis_for(window.env), env.maintenance_key, window)
+        await rt.store.set_window_state(window.id, "closed")
+    current = await rt.store.window(window.id)
+    assert current is not None
+    if not current.channel:
+        logger.info("window %s: %s done; no channel to tell", window.id, notice.kind)
+        return
+    if notice.kind == ANNOUNCE:
+        text, blocks = announcement(current, env_config=env)
+        await outbox.post(_key(current), channel=current.channel, text=text, blocks=blocks)
+    elif notice.kind.startswith(REMIND):
+        minutes = int(notice.kind.removeprefix(REMIND))
+        await _post(outbox, current, notice.kind, reminder_text(current, minutes))
+    elif notice.kind == OPEN:
+        text, blocks = announcement(current, env_config=env)
+        await outbox.update(_key(current), text=text, blocks=blocks)
+        await _post(outbox, current, "open", opened_text(current, env_config=env))
+    elif notice.kind == CLOSE:
+        text, blocks = announcement(current, env_config=env)
+        await outbox.update(_key(current), text=text, blocks=blocks, final=True)
+        ops = await _operations_inside(rt, current, until=current.ends_at)
+        await _post(outbox, current, "closed", closed_text(current, ops))
+
+
+async def _post(outbox: Outbox, window: WindowRecord, what: str, text: str) -> None:
+    assert window.channel is not None
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}}]
+    await outbox.post(f"{_key(window)}:{what}", channel=window.channel, text=text, blocks=blocks)
+
+
+async def _operations_inside(
+    rt: Runtime, window: WindowRecord, *, until: datetime
+) -> list[OperationRecord]:
+    recent = await rt.store.list_operations(limit=200, env=window.env)
+    return [op for op in reversed(recent) if window.starts_at <= op.started_at <= until]
+
+
+def _key(window: WindowRecord) -> str:
+    return f"window:{window.id}"
