@@ -374,6 +374,8 @@ class BotSettings(BaseSettings):
     CHATOPS_LOG_FORMAT: Literal["text", "json"] = "text"
     # How often a running operation proves it is alive; five missed beats mark it interrupted.
     CHATOPS_HEARTBEAT_S: float = Field(2.0, gt=0)
+    # How often the leading scheduler looks at windows (its leadership lasts 3 of these).
+    CHATOPS_SCHEDULER_TICK_S: float = Field(5.0, gt=0, le=60)
     # Longest wait for one Redis reply; BullMQ's keys are small and every call the bot makes is
     # short, so a slow answer means an unreachable server (reported, never waited out).
     CHATOPS_REDIS_TIMEOUT_S: float = Field(15.0, gt=0)

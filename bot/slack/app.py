@@ -31,6 +31,7 @@ from bot.slack.door import SlackDoor
 from bot.slack.followups import FollowUps
 from bot.slack.outbox import OutboxSender
 from bot.store.slack import SLACK_SCOPE
+from bot.windows.leader import WindowScheduler
 from commands import interactions, ops, queue, worker
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class SlackBot:
     followups: FollowUps = field(default_factory=FollowUps)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     ready: bool = False
+    windows: WindowScheduler | None = None  # `chatops serve` only, not the console
 
     async def handle(self, request: web.Request) -> web.Response:
         with self.followups.serving():
@@ -132,6 +134,8 @@ class SlackBot:
                 self._every(EXPIRY_CHECK_S, "approval expiry", self.door.expire_approvals)
             ),
         ]
+        if self.windows is not None:
+            loops.append(asyncio.create_task(self.windows.run(self.stop)))
         self.ready = True
         try:
             yield self
@@ -185,6 +189,7 @@ def build_bot(rt: Runtime, *, scope: str = SLACK_SCOPE, source: str = "slack") -
         sender=sender,
         session=session,
         followups=door.followups,
+        windows=WindowScheduler(rt) if scope == SLACK_SCOPE else None,
     )
 
 

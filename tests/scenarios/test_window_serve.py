@@ -1,0 +1,95 @@
+"""Windows under `chatops serve`: two replicas sharing the store and Redis, one leading the
+scheduler; the window opens once, a standby takes over when the leader stops, and a restarted
+bot neither repeats a notice nor drops the flag. Real clock, ticks of 0.3 s."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from datetime import UTC, datetime, timedelta
+
+from tests.scenarios.conftest import Scenario
+from tests.scenarios.test_slack import configure, running_bot
+from tests.slack.fake_slack import FakeSlack
+
+ENV_CHANNEL = "#ops-test"  # the environment's channel in test_slack.configure
+
+
+async def _wait(predicate, timeout_s: float = 20.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not predicate():
+            await asyncio.sleep(0.1)
+
+
+def _texts(fake_slack: FakeSlack) -> list[str]:
+    return [m["text"] for m in fake_slack.messages(ENV_CHANNEL)]
+
+
+async def test_two_replicas_open_a_window_once_and_a_standby_takes_over(
+    scenario: Scenario, fake_slack: FakeSlack
+):
+    environ = {**configure(scenario, fake_slack), "CHATOPS_SCHEDULER_TICK_S": "0.3"}
+    scenario.extra_env.update(
+        SLACK_BOT_TOKEN=fake_slack.bot_token, SLACK_API_URL=fake_slack.api_url
+    )
+    flag = f"{scenario.prefix}:flags:MAINTENANCE"
+    start = datetime.now(UTC) + timedelta(seconds=3)
+    done = await scenario.chatops(
+        "window", "schedule", "test", start.isoformat(), "1h", "failover", "drill", "--json"
+    )
+    assert done.code == 0, done.output
+    wid = json.loads(done.stdout)["id"]
+    await _wait(lambda: len(_texts(fake_slack)) == 1)  # the announcement, sent by the CLI
+
+    stacks = [contextlib.AsyncExitStack(), contextlib.AsyncExitStack()]
+    try:
+        chats = [
+            await stack.enter_async_context(running_bot(scenario, fake_slack, environ))
+            for stack in stacks
+        ]
+        schedulers = [chat.bot.windows for chat in chats]
+        assert all(schedulers)
+        await _wait(lambda: any("is open until" in t for t in _texts(fake_slack)))
+        assert await scenario.redis.get(flag) is not None
+        await asyncio.sleep(1.0)  # several ticks of both replicas
+        assert len([t for t in _texts(fake_slack) if "is open until" in t]) == 1
+        leading = [bool(s and s.leading) for s in schedulers]
+        assert sorted(leading) == [False, True]
+        leader = leading.index(True)
+        await stacks[leader].aclose()  # the leader stops: the standby must take over
+        survivor = schedulers[1 - leader]
+        await _wait(lambda: bool(survivor and survivor.leading))
+        cancelled = await scenario.chatops("window", "cancel", wid)
+        assert cancelled.code == 0, cancelled.output
+    finally:
+        for stack in stacks:
+            await stack.aclose()
+
+    assert await scenario.redis.get(flag) is None
+    texts = _texts(fake_slack)
+    assert len([t for t in texts if "is open until" in t]) == 1
+    assert "closed early by" in texts[-1]
+
+
+async def test_a_restarted_bot_keeps_the_flag_and_repeats_nothing(
+    scenario: Scenario, fake_slack: FakeSlack
+):
+    environ = {**configure(scenario, fake_slack), "CHATOPS_SCHEDULER_TICK_S": "0.3"}
+    scenario.extra_env.update(
+        SLACK_BOT_TOKEN=fake_slack.bot_token, SLACK_API_URL=fake_slack.api_url
+    )
+    flag = f"{scenario.prefix}:flags:MAINTENANCE"
+    start = datetime.now(UTC) + timedelta(seconds=2)
+    done = await scenario.chatops("window", "schedule", "test", start.isoformat(), "1h")
+    assert done.code == 0, done.output
+    async with running_bot(scenario, fake_slack, environ):
+        await _wait(lambda: any("is open until" in t for t in _texts(fake_slack)))
+    before = _texts(fake_slack)
+    assert await scenario.redis.get(flag) is not None  # stopping the bot leaves it set
+    async with running_bot(scenario, fake_slack, environ) as chat:
+        assert chat.bot.windows is not None
+        await _wait(lambda: chat.bot.windows is not None and chat.bot.windows.leading)
+        await asyncio.sleep(1.0)
+    assert _texts(fake_slack) == before
+    assert await scenario.redis.get(flag) is not None
