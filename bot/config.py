@@ -44,6 +44,7 @@ OPERATIONS = (
     "mark-good",
     "cancel",
     "history",
+    "window",
 )
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 _DAY_S = 86_400.0  # no wait in an operation is longer: beyond it a typo, not a plan

@@ -1,4 +1,5 @@
-"""The text of `/queue`, `/worker` and `/ops` (and the console), parsed into typed commands.
+"""The text of `/queue`, `/worker`, `/ops` and `/window` (and the console), parsed into typed
+commands.
 
 The flags are the CLI's (`--env`, `--timeout-s`, `--ref`, `--to`, `--all`, `--overdue`,
 `--limit`, `--lines`). Parsing never touches anything; an error names what is wrong.
@@ -18,6 +19,8 @@ _MAX_TEXT = 2000
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 _OP_ID = re.compile(r"op-[0-9a-f]{10}")
+_WINDOW_ID = re.compile(r"w-[0-9a-f]{6}")
+_WHEN_DAYS = ("today", "tomorrow")
 
 
 @dataclass(frozen=True)
@@ -102,10 +105,19 @@ ACTIONS: dict[str, dict[str, Action]] = {
             Action("help", "help", None, False),
         )
     },
+    "window": {
+        a.name: a
+        for a in (
+            Action("schedule", "schedule <env> <when> <duration> [reason]", "schedule", True),
+            Action("list", "list [--env E]", None, False),
+            Action("cancel", "cancel <window-id>", "window", True),
+        )
+    },
 }
 
 # The permission each action needs (config `permissions` use these names).
 PERMISSION = {"show": "history", "incidents": "history", "help": "help"}
+WINDOW_PERMISSION = {"schedule": "window", "cancel": "window", "list": "status"}
 
 _VALUE_FLAGS = {"--env", "--timeout-s", "--ref", "--to", "--limit", "--lines"}
 _BOOL_FLAGS = {"--all", "--overdue", "--skip-env-check"}
@@ -124,6 +136,9 @@ class Parsed:
     limit: int | None = None
     lines: int | None = None
     skip_env_check: bool = False
+    when: str | None = None  # window schedule
+    duration: str | None = None
+    reason: str | None = None
 
     @property
     def spec(self) -> Action:
@@ -131,6 +146,8 @@ class Parsed:
 
     @property
     def permission(self) -> str:
+        if self.command == "window":
+            return WINDOW_PERMISSION[self.action]
         return PERMISSION.get(self.action, self.action)
 
     @property
@@ -153,7 +170,7 @@ def parse(command: str, text: str) -> Parsed:
     command = command.lstrip("/")
     if command not in ACTIONS:
         raise BadInput(
-            f"unknown command /{_shown(command, 20)[1:-1]}; known: /queue, /worker, /ops"
+            f"unknown command /{_shown(command, 20)[1:-1]}; known: /queue, /worker, /ops, /window"
         )
     if len(text) > _MAX_TEXT:
         raise BadInput(f"the command text is {len(text)} characters long; at most {_MAX_TEXT}")
@@ -171,6 +188,8 @@ def parse(command: str, text: str) -> Parsed:
         raise BadInput(f"/{command} has no {_shown(action_name)}; try: {', '.join(actions)}")
     action = actions[action_name]
     values, flags, positional = _split(rest, action)
+    if action.target == "schedule":
+        return _schedule(command, action, positional)
     target, extra = _target(command, action, positional)
     job_ids = tuple(extra)
     if extra and action.name not in ("retry", "promote"):
@@ -252,7 +271,7 @@ def _target(command: str, action: Action, positional: list[str]) -> tuple[str | 
             return None, []
         raise BadInput(f"usage: /{command} {action.usage}")
     target, *extra = positional
-    pattern = _OP_ID if action.target == "op" else _NAME
+    pattern = {"op": _OP_ID, "window": _WINDOW_ID}.get(action.target, _NAME)
     if not pattern.fullmatch(target):
         raise BadInput(f"not a {action.target} name: {_shown(target)}")
     return target, extra
@@ -299,8 +318,35 @@ def help_lines(command: str | None, allowed: set[str] | None) -> list[str]:
         if command not in (None, "ops") and name != command:
             continue
         for action in actions.values():
-            permission = PERMISSION.get(action.name, action.name)
+            if name == "window":
+                permission = WINDOW_PERMISSION[action.name]
+            else:
+                permission = PERMISSION.get(action.name, action.name)
             if allowed is not None and permission != "help" and permission not in allowed:
                 continue
             lines.append(f"/{name} {action.usage}: {action_help(name, action.name)}")
     return lines
+
+
+def _schedule(command: str, action: Action, words: list[str]) -> Parsed:
+    """`<env> <when> <duration> [reason]`; WHEN may be `in 2h` or `HH:MM tomorrow` unquoted."""
+    usage = f"usage: /{command} {action.usage}"
+    if len(words) < 3:
+        raise BadInput(usage)
+    env, rest = words[0], words[1:]
+    if not _NAME.fullmatch(env):
+        raise BadInput(f"not an environment name: {_shown(env)}")
+    when_words = 2 if rest[0].lower() == "in" or (len(rest) > 1 and rest[1] in _WHEN_DAYS) else 1
+    if len(rest) < when_words + 1:
+        raise BadInput(usage)
+    reason = " ".join(rest[when_words + 1 :])
+    if not reason.isprintable():
+        raise BadInput("the reason must be plain text")
+    return Parsed(
+        command=command,
+        action=action.name,
+        env=env,
+        when=" ".join(rest[:when_words]),
+        duration=rest[when_words],
+        reason=reason or None,
+    )

@@ -32,7 +32,7 @@ from bot.slack.followups import FollowUps
 from bot.slack.outbox import OutboxSender
 from bot.store.slack import SLACK_SCOPE
 from bot.windows.leader import WindowScheduler
-from commands import interactions, ops, queue, worker
+from commands import interactions, ops, queue, window, worker
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def build_bot(rt: Runtime, *, scope: str = SLACK_SCOPE, source: str = "slack") -
         process_before_response=False,
     )
     door = SlackDoor(rt, client, GroupCache(), session=session, source=source, scope=scope)
-    for surface in (queue, worker, ops, interactions):
+    for surface in (queue, worker, ops, window, interactions):
         surface.register(app, door)
 
     @app.error

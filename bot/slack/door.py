@@ -35,10 +35,16 @@ from bot.slack.outbox import Outbox
 from bot.slack.progress import SlackProgress
 from bot.slack.replays import RecentRequests
 from bot.slack.views import query_answer
+from bot.slack.window_door import window_command
 from bot.store.slack import SLACK_SCOPE
 from commands.grammar import Parsed, help_lines, parse
 
 logger = logging.getLogger(__name__)
+_WINDOW_ACKS = {
+    "schedule": "scheduling the window…",
+    "cancel": "cancelling the window…",
+    "list": "looking…",
+}
 
 Ack = Callable[..., Awaitable[Any]]
 Respond = Callable[..., Awaitable[Any]]
@@ -159,6 +165,14 @@ class SlackDoor:
             return
         try:
             parsed = parse(name, text)
+            if parsed.command == "window":  # its environment is its own argument, or none
+                await ack(response_type="ephemeral", text=_WINDOW_ACKS[parsed.action])
+                self.spawn(
+                    window_command(self, parsed, origin, shown, respond),
+                    what="window",
+                    within_s=REPLY_START_S,
+                )
+                return
             env = (
                 None
                 if parsed.action == "help" and parsed.env is None

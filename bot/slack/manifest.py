@@ -24,6 +24,7 @@ METHODS_CALLED = (
     "views.open",
     "views.update",
     "usergroups.users.list",
+    "users.info",
 )
 
 

@@ -150,9 +150,13 @@ def test_settings_come_only_from_the_given_mapping(monkeypatch):
 
 def test_every_permission_a_command_needs_can_be_granted() -> None:
     from bot.config import OPERATIONS
-    from commands.grammar import ACTIONS, PERMISSION
+    from commands.grammar import ACTIONS, PERMISSION, WINDOW_PERMISSION
 
-    needed = {PERMISSION.get(a, a) for actions in ACTIONS.values() for a in actions} - {"help"}
+    needed = {
+        WINDOW_PERMISSION[a] if command == "window" else PERMISSION.get(a, a)
+        for command, actions in ACTIONS.items()
+        for a in actions
+    } - {"help"}
     assert needed <= set(OPERATIONS), needed - set(OPERATIONS)
 
 

@@ -10,7 +10,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from tests.scenarios.conftest import Scenario
-from tests.scenarios.test_slack import configure, running_bot
+from tests.scenarios.test_slack import GUEST, OPS, configure, running_bot
 from tests.slack.fake_slack import FakeSlack
 
 ENV_CHANNEL = "#ops-test"  # the environment's channel in test_slack.configure
@@ -93,3 +93,48 @@ async def test_a_restarted_bot_keeps_the_flag_and_repeats_nothing(
         await asyncio.sleep(1.0)
     assert _texts(fake_slack) == before
     assert await scenario.redis.get(flag) is not None
+
+
+async def test_window_from_slack_in_the_users_zone_with_permissions(
+    scenario: Scenario, fake_slack: FakeSlack
+):
+    environ = configure(scenario, fake_slack)
+    scenario.extra_config["permissions"]["operator"]["test"].append("window")
+    assert scenario.config_path.exists()  # written again, with the permission
+    fake_slack.users[OPS] = {"tz": "Europe/Paris"}
+    fake_slack.users[GUEST] = {}
+    async with running_bot(scenario, fake_slack, environ) as chat:
+        response = await chat.driver.command(
+            "/window", "schedule test 23:30 tomorrow 1h db upgrade"
+        )
+        assert response.status == 200 and "scheduling" in response.json["text"]
+        await chat.wait(lambda: bool(fake_slack.responses(response.response_url)))
+        (answer,) = fake_slack.responses(response.response_url)
+        assert answer["text"].startswith("✅ window `w-"), answer
+        wid = answer["text"].split("`")[1]
+        # 23:30 tomorrow in Paris, whatever the bot's own zone.
+        assert "23:30 CET" in answer["text"] or "23:30 CEST" in answer["text"], answer["text"]
+        await chat.wait(lambda: any(wid in t for t in _texts(fake_slack)))
+
+        listed = await chat.driver.command("/window", "list")
+        await chat.wait(lambda: bool(fake_slack.responses(listed.response_url)))
+        assert wid in fake_slack.responses(listed.response_url)[0]["text"]
+
+        refused = await chat.driver.command("/window", f"cancel {wid}", user=GUEST)
+        await chat.wait(lambda: bool(fake_slack.responses(refused.response_url)))
+        assert (
+            "missing permission `window in test`"
+            in fake_slack.responses(refused.response_url)[0]["text"]
+        )
+
+        cancel = await chat.driver.command("/window", f"cancel {wid}")
+        await chat.wait(lambda: bool(fake_slack.responses(cancel.response_url)))
+        assert "cancelled" in fake_slack.responses(cancel.response_url)[0]["text"]
+        await chat.wait(
+            lambda: (
+                "cancelled by U_OPS"
+                in fake_slack.messages(ENV_CHANNEL)[0]["blocks"][0]["text"]["text"]
+            )
+        )
+    audit = await scenario.json("ops", "history")
+    assert audit == []  # windows are not operations

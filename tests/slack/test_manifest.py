@@ -38,7 +38,7 @@ def test_socket_mode_manifest_is_valid():
     jsonschema.validate(manifest, _schema())
     assert manifest["settings"]["socket_mode_enabled"] is True
     commands = {c["command"] for c in manifest["features"]["slash_commands"]}
-    assert commands == {"/queue", "/worker", "/ops"}
+    assert commands == {"/queue", "/worker", "/ops", "/window"}
 
 
 def test_http_manifest_fills_every_request_url():
