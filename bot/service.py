@@ -6,6 +6,7 @@ The CLI and Slack call these and render the results; neither touches Redis, pm2 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import Sequence
@@ -61,6 +62,7 @@ class OperationRequest:
     timeout_s: float | None = None
     ref: str | None = None  # deploy --ref, rollback --to
     skip_env_check: bool = False  # restart/deploy/rollback --skip-env-check
+    outside_window: bool = False  # restart/deploy/rollback in a protected env, no window open
 
 
 # ---- read-only views -------------------------------------------------------------------------
@@ -202,27 +204,63 @@ async def plan_for(rt: Runtime, req: OperationRequest) -> Plan:
         return build_plan(
             req.env, env, req.target, req.ref, rt.tool_env(cfg), host=rt.host_for(cfg)
         )
-    if req.kind in ("restart", "deploy", "rollback"):
-        cfg = env.worker(req.target, env=req.env)
-        if cfg.manager == "kubernetes":
-            return await _kube_plan(rt, req, cfg)
-        if req.ref is not None:
-            validate_ref(req.ref)
-        commit = None
-        if req.kind == "rollback":
-            commit = await _rollback_commit(rt, req)
-        wreq = WorkerRequest(
-            req.target, req.kind, commit=commit, ref=req.ref, skip_env_check=req.skip_env_check
-        )
-        return worker_plan(
-            req.env,
-            env,
-            wreq,
-            target_for=rt.target_for,
-            build_env=rt.tool_env(cfg),
-            host=rt.host_for(cfg),
+    if req.kind in WINDOW_KINDS:
+        plan = await _worker_plan(rt, req)
+        window_note = await _window_rule(rt, req)
+        return dataclasses.replace(
+            plan,
+            details=(*plan.details, window_note),
+            params={**plan.params, "outside_window": req.outside_window},
         )
     raise BadInput(f"unknown operation {req.kind!r}")
+
+
+WINDOW_KINDS = ("restart", "deploy", "rollback")
+
+
+async def _window_rule(rt: Runtime, req: OperationRequest) -> str:
+    """In a protected environment a worker is reloaded inside an open maintenance window, or
+    with an explicit override (kept in the operation's command and parameters)."""
+    now = rt.clock.now()
+    inside = [
+        w
+        for w in await rt.store.windows(env=req.env, since=now)
+        if w.state in ("scheduled", "open") and w.starts_at <= now < w.ends_at
+    ]
+    if inside:
+        return f"inside maintenance window {inside[0].id}"
+    if not rt.config.env(req.env).protected:
+        return "no maintenance window open (not required here)"
+    if req.outside_window:
+        return "OUTSIDE any maintenance window: --outside-window given"
+    raise Refused(
+        f"{req.env} is protected and no maintenance window is open: schedule one "
+        f"(chatops window schedule {req.env} WHEN DURATION, or /window schedule) or add "
+        "--outside-window (recorded with the operation)"
+    )
+
+
+async def _worker_plan(rt: Runtime, req: OperationRequest) -> Plan:
+    env = rt.config.env(req.env)
+    cfg = env.worker(req.target, env=req.env)
+    if cfg.manager == "kubernetes":
+        return await _kube_plan(rt, req, cfg)
+    if req.ref is not None:
+        validate_ref(req.ref)
+    commit = None
+    if req.kind == "rollback":
+        commit = await _rollback_commit(rt, req)
+    wreq = WorkerRequest(
+        req.target, req.kind, commit=commit, ref=req.ref, skip_env_check=req.skip_env_check
+    )
+    return worker_plan(
+        req.env,
+        env,
+        wreq,
+        target_for=rt.target_for,
+        build_env=rt.tool_env(cfg),
+        host=rt.host_for(cfg),
+    )
 
 
 async def _kube_plan(rt: Runtime, req: OperationRequest, cfg: WorkerConfig) -> Plan:

@@ -85,6 +85,14 @@ Reason = Annotated[
 ]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan and touch nothing.")]
+OutsideWindow = Annotated[
+    bool,
+    typer.Option(
+        "--outside-window",
+        help="In a protected environment, run although no maintenance window is open "
+        "(recorded with the operation).",
+    ),
+]
 SkipEnvCheck = Annotated[
     bool,
     typer.Option(
@@ -454,13 +462,20 @@ def worker_restart(
     worker: str,
     env: Env,
     skip_env_check: SkipEnvCheck = False,
+    outside_window: OutsideWindow = False,
     dry_run: DryRun = False,
     yes: Yes = False,
     reason: Reason = None,
 ) -> None:
     """Reload the running release: quiesce, reload, wait for readiness, resume, validate."""
     _operate(
-        service.OperationRequest("restart", env, worker, skip_env_check=skip_env_check),
+        service.OperationRequest(
+            "restart",
+            env,
+            worker,
+            skip_env_check=skip_env_check,
+            outside_window=outside_window,
+        ),
         yes=yes,
         reason=reason,
         dry_run=dry_run,
@@ -473,6 +488,7 @@ def worker_deploy(
     env: Env,
     ref: Ref = None,
     skip_env_check: SkipEnvCheck = False,
+    outside_window: OutsideWindow = False,
     dry_run: DryRun = False,
     yes: Yes = False,
     reason: Reason = None,
@@ -480,7 +496,14 @@ def worker_deploy(
     """Build REF in its own release (Kubernetes: set the image), restart onto it, record it
     known-good."""
     _operate(
-        service.OperationRequest("deploy", env, worker, ref=ref, skip_env_check=skip_env_check),
+        service.OperationRequest(
+            "deploy",
+            env,
+            worker,
+            ref=ref,
+            skip_env_check=skip_env_check,
+            outside_window=outside_window,
+        ),
         yes=yes,
         reason=reason,
         dry_run=dry_run,
@@ -513,13 +536,21 @@ def worker_rollback(
         str | None, typer.Option("--to", help="A recorded release (default: last known-good).")
     ] = None,
     skip_env_check: SkipEnvCheck = False,
+    outside_window: OutsideWindow = False,
     dry_run: DryRun = False,
     yes: Yes = False,
     reason: Reason = None,
 ) -> None:
     """Go back to the last known-good release (or --to), then restart and validate."""
     _operate(
-        service.OperationRequest("rollback", env, worker, ref=to, skip_env_check=skip_env_check),
+        service.OperationRequest(
+            "rollback",
+            env,
+            worker,
+            ref=to,
+            skip_env_check=skip_env_check,
+            outside_window=outside_window,
+        ),
         yes=yes,
         reason=reason,
         dry_run=dry_run,

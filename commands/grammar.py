@@ -71,24 +71,24 @@ ACTIONS: dict[str, dict[str, Action]] = {
             Action("logs", "logs <worker> [--lines 50]", "worker", False, frozenset({"--lines"})),
             Action(
                 "restart",
-                "restart <worker> [--skip-env-check]",
+                "restart <worker> [--skip-env-check] [--outside-window]",
                 "worker",
                 True,
-                frozenset({"--skip-env-check"}),
+                frozenset({"--skip-env-check", "--outside-window"}),
             ),
             Action(
                 "deploy",
-                "deploy <worker> [--ref REF] [--skip-env-check]",
+                "deploy <worker> [--ref REF] [--skip-env-check] [--outside-window]",
                 "worker",
                 True,
-                frozenset({"--ref", "--skip-env-check"}),
+                frozenset({"--ref", "--skip-env-check", "--outside-window"}),
             ),
             Action(
                 "rollback",
-                "rollback <worker> [--to REF] [--skip-env-check]",
+                "rollback <worker> [--to REF] [--skip-env-check] [--outside-window]",
                 "worker",
                 True,
-                frozenset({"--to", "--skip-env-check"}),
+                frozenset({"--to", "--skip-env-check", "--outside-window"}),
             ),
             Action("releases", "releases <worker>", "worker", False),
             Action("env-check", "env-check <worker>", "worker", False),
@@ -120,7 +120,7 @@ PERMISSION = {"show": "history", "incidents": "history", "help": "help"}
 WINDOW_PERMISSION = {"schedule": "window", "cancel": "window", "list": "status"}
 
 _VALUE_FLAGS = {"--env", "--timeout-s", "--ref", "--to", "--limit", "--lines"}
-_BOOL_FLAGS = {"--all", "--overdue", "--skip-env-check"}
+_BOOL_FLAGS = {"--all", "--overdue", "--skip-env-check", "--outside-window"}
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,7 @@ class Parsed:
     limit: int | None = None
     lines: int | None = None
     skip_env_check: bool = False
+    outside_window: bool = False
     when: str | None = None  # window schedule
     duration: str | None = None
     reason: str | None = None
@@ -222,6 +223,7 @@ def parse(command: str, text: str) -> Parsed:
         limit=_whole(values, "--limit", 1, 1000),
         lines=_whole(values, "--lines", 1, 5000),
         skip_env_check="--skip-env-check" in flags,
+        outside_window="--outside-window" in flags,
     )
 
 

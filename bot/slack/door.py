@@ -703,6 +703,7 @@ def _request(parsed: Parsed, env: str) -> service.OperationRequest:
         timeout_s=parsed.timeout_s,
         ref=parsed.ref,
         skip_env_check=parsed.skip_env_check,
+        outside_window=parsed.outside_window,
     )
 
 

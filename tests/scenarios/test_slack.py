@@ -485,7 +485,9 @@ async def test_rollback_in_a_protected_environment_needs_another_approver(
         environ = configure(scenario, fake_slack)  # writes the configuration file
         async with running_bot(scenario, fake_slack, environ) as chat:
             await chat.bot.door.refresh_groups()
-            await chat.driver.command("/worker", "rollback notification", user=LEAD)
+            await chat.driver.command(
+                "/worker", "rollback notification --outside-window", user=LEAD
+            )
             view = await _plan_view(chat, LEAD)
             assert fleet.commits["v1"][:12] in json.dumps(view["blocks"])
             typed = {

@@ -153,3 +153,28 @@ async def test_bad_times_are_refused_and_nothing_is_stored(
     listed = await windows.chatops("window", "list", "--json")
     assert json.loads(listed.stdout) == []
     assert _texts(fake_slack) == []
+
+
+async def test_protected_reloads_need_an_open_window_or_an_override(
+    windows: Scenario, fake_slack: FakeSlack
+):
+    windows.configure(
+        protected=True,
+        workers={"w": {"app": "w", "pm2_home": str(windows.tmp / "pm2"), "queues": ["sla"]}},
+    )
+    restart = ("worker", "restart", "w", "--env", "test", "--reason", "INC-1", "--dry-run")
+    refused = await windows.chatops(*restart)
+    assert refused.code != 0
+    said = " ".join(refused.output.split())
+    assert "test is protected and no maintenance window is open" in said, said
+    assert "--outside-window" in said
+
+    override = await windows.chatops(*restart, "--outside-window")
+    assert override.code == 0, override.output
+    assert "OUTSIDE any maintenance window: --outside-window given" in override.stdout
+
+    now = datetime.now(UTC)
+    wid = (await _schedule(windows, now.strftime("%Y-%m-%dT%H:%M:%S"), "30m"))["id"]
+    inside = await windows.chatops(*restart)
+    assert inside.code == 0, inside.output
+    assert f"inside maintenance window {wid}" in inside.stdout
