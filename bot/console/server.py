@@ -8,7 +8,7 @@ process, rendering what it receives instead of storing it for a workspace.
   Buttons are numbered choices.
 * `chat.postEphemeral`, response_url posts (and the acks the REPL gets) print as private notes.
 * `views.open` / `views.update` keep the modal for the REPL to ask about (`modal_to_show`).
-* `auth.test` and `usergroups.users.list` answer as a one-user workspace would.
+* `auth.test`, `usergroups.users.list` and `users.info` answer as a one-user workspace would.
 
 Only the console's own channel is served. The outbox lives in the bot's database, so a
 `chatops serve` sharing that database may hand this process a real Slack message: it is
@@ -293,6 +293,7 @@ class TerminalSlack:
             "views.open": self._views_open,
             "views.update": self._views_update,
             "usergroups.users.list": self._group_users,
+            "users.info": self._user_info,
         }
         assert set(self._handlers) == set(METHODS_CALLED), "serve every method the bot calls"
 
@@ -515,3 +516,7 @@ class TerminalSlack:
 
     def _group_users(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"users": []}  # the console knows no user groups: roles by user id only
+
+    def _user_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        # No zone: times typed at the console are read in `windows.timezone`.
+        return {"user": {"id": str(args.get("user", "")), "deleted": False, "is_bot": False}}
