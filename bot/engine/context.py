@@ -26,7 +26,9 @@ class StepContext:
     actor: str
     sink: EventSink
     secrets: tuple[str, ...] = ()
+    kind: str = ""  # the plan's, for metrics
     step_index: int = 0
+    step_started_s: float = 0.0  # the clock's monotonic time the current step started
     # Facts steps hand to later steps and to the outcome (counts, commit, ready line...).
     results: dict[str, Any] = field(default_factory=dict)
     # Shown to the user as the operation's validation results.

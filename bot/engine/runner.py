@@ -28,6 +28,7 @@ from bot.engine.plan import Plan, StepAction
 from bot.engine.restore import put_back
 from bot.errors import BotError
 from bot.locks import hold_locks
+from bot.metrics import OPERATIONS, STEP_SECONDS
 from bot.redact import redact
 from bot.store import Store
 
@@ -146,6 +147,7 @@ class Engine:
                 actor=actor.name,
                 sink=sink,
                 secrets=self._secrets,
+                kind=plan.kind,
             )
             logger.info("operation %s %s %s in %s started", op_id, plan.kind, plan.target, plan.env)
             await sink(
@@ -179,6 +181,7 @@ class Engine:
                 await asyncio.shield(record("cancelled", "cancelled: the bot was stopped"))
                 raise
             await record(outcome.state, outcome.summary)
+            OPERATIONS.labels(plan.kind, plan.env, outcome.state).inc()
             await sink(OperationFinished(op_id, outcome.state, outcome.summary, outcome.validation))
             return outcome
 
@@ -197,6 +200,7 @@ class Engine:
                     summary = f"cancelled before step {index + 1} of {total} ({step.name})"
                     break
                 ctx.step_index = index
+                ctx.step_started_s = self._clock.monotonic()
                 await self._store.start_step(ctx.op_id, index, now=self._clock.now())
                 await ctx.sink(StepStarted(ctx.op_id, index, step.name))
                 try:
@@ -290,6 +294,9 @@ class Engine:
         self, ctx: StepContext, index: int, name: str, state: str, detail: str | None
     ) -> None:
         output = ctx.take_output()
+        STEP_SECONDS.labels(ctx.kind, str(index + 1), state).observe(
+            max(0.0, self._clock.monotonic() - ctx.step_started_s)
+        )
         await self._store.finish_step(
             ctx.op_id,
             index,

@@ -20,6 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bot.errors import QueueNotFound, UnsupportedQueue
+from bot.metrics import observe_queue
 from bot.queues.discovery import discover_prefixes
 from bot.queues.keys import QueueKeys
 
@@ -127,6 +128,7 @@ async def read_states(
         states.append(
             QueueState(name=queue, paused=paused is not None, version=version or "", counts=counts)
         )
+        observe_queue(prefix, queue, counts.as_job_counts())
     return states
 
 

@@ -25,6 +25,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine.runner import owner_id
 from bot.errors import BotError, ConfigError
+from bot.metrics import CONTENT_TYPE, SlackErrorCounter, exposition
 from bot.rbac import GroupCache
 from bot.runtime import Runtime
 from bot.slack.door import SlackDoor
@@ -52,6 +53,7 @@ def slack_client(rt: Runtime, *, session: aiohttp.ClientSession | None = None) -
         # One pool of connections for every call; without it each call opens a new one.
         session=session,
     )
+    client.retry_handlers.insert(0, SlackErrorCounter())
     # slack-sdk enables neither by default, and Bolt adds none.
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=1))
     client.retry_handlers.append(AsyncServerErrorRetryHandler(max_retry_count=2))
@@ -88,7 +90,11 @@ class SlackBot:
         app.router.add_post(EVENTS_PATH, self.handle)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics)
         return app
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     async def _every(self, interval_s: float, what: str, job: object) -> None:
         assert callable(job)

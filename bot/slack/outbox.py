@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.clock import Clock
 from bot.errors import BotError
+from bot.metrics import SLACK_ERRORS
 from bot.store import Store
 from bot.store.slack import SLACK_SCOPE
 
@@ -222,6 +223,8 @@ class OutboxSender:
             await self._retry(entry, later.delay_s, later.reason)
         except SlackApiError as exc:
             error = str(exc.response.get("error", "unknown"))
+            if exc.response.status_code == 200:  # ok: false; HTTP failures are counted by
+                SLACK_ERRORS.labels(entry.method, error).inc()  # the client (metrics.py)
             if exc.response.status_code == 429:
                 retry_after = float(exc.response.headers.get("Retry-After", 5) or 5)
                 await self._retry(entry, retry_after, "ratelimited")

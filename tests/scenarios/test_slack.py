@@ -7,12 +7,14 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import aiohttp
 import pytest
 from sqlalchemy import make_url
 
@@ -552,3 +554,31 @@ async def test_progress_gets_through_a_run_of_429s_once_and_in_order(chat: Chat)
     assert len(progress) == 1  # one message, whatever was retried
     assert any(c.status == 429 for c in chat.slack.calls_to("chat.update"))
     assert chat.slack.rate_limited == 0  # the injected 429s aside, no limit was hit
+
+
+async def test_metrics_count_operations_steps_queues_and_slack_errors(chat: Chat):
+    await chat.bot.door.refresh_groups()
+    chat.slack.fail("chat.postMessage", status=500)  # the progress message's first try
+    await chat.driver.command("/queue", "pause sla")
+    view = await _plan_view(chat, OPS)
+    await chat.driver.view_submission(view)
+    await chat.wait(lambda: chat.final() is not None)
+    base = chat.driver.url.removesuffix("/slack/events")
+    async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain; version=")
+        text = await response.text()
+    prefix = chat.scenario.prefix
+    assert re.search(
+        r'^chatops_operations_total\{env="test",kind="pause",outcome="succeeded"\} [1-9]',
+        text,
+        re.M,
+    ), text
+    assert re.search(
+        r'^chatops_step_duration_seconds_count\{kind="pause",outcome="succeeded",step="1"\} [1-9]',
+        text,
+        re.M,
+    )
+    assert f'chatops_queue_jobs{{prefix="{prefix}",queue="sla",state="waiting"}} 0.0' in text
+    errors = r'^chatops_slack_api_errors_total\{error="http_500",method="chat.postMessage"\} [1-9]'
+    assert re.search(errors, text, re.M), text
