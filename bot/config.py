@@ -373,6 +373,8 @@ class BotSettings(BaseSettings):
     CHATOPS_REDIS_URL: str | None = None
     CHATOPS_STATE_DIR: str | None = None
     CHATOPS_LOG_FORMAT: Literal["text", "json"] = "text"
+    # Unset: warnings for commands, info for `chatops serve`.
+    CHATOPS_LOG_LEVEL: Literal["debug", "info", "warning", "error"] | None = None
     # How often a running operation proves it is alive; five missed beats mark it interrupted.
     CHATOPS_HEARTBEAT_S: float = Field(2.0, gt=0)
     # How often the leading scheduler looks at windows (its leadership lasts 3 of these).

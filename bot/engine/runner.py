@@ -28,6 +28,7 @@ from bot.engine.plan import Plan, StepAction
 from bot.engine.restore import put_back
 from bot.errors import BotError
 from bot.locks import hold_locks
+from bot.logs import CURRENT_OPERATION
 from bot.metrics import OPERATIONS, STEP_SECONDS
 from bot.redact import redact
 from bot.store import Store
@@ -102,6 +103,35 @@ class Engine:
         break_glass: bool = False,
     ) -> Outcome:
         op_id = new_operation_id()
+        token = CURRENT_OPERATION.set(op_id)
+        try:
+            return await self._run(
+                op_id,
+                plan,
+                env=env,
+                env_redis=env_redis,
+                actor=actor,
+                command=command,
+                reason=reason,
+                sink=sink,
+                break_glass=break_glass,
+            )
+        finally:
+            CURRENT_OPERATION.reset(token)
+
+    async def _run(
+        self,
+        op_id: str,
+        plan: Plan,
+        *,
+        env: EnvironmentConfig,
+        env_redis: redis.Redis,
+        actor: Actor,
+        command: str,
+        reason: str | None,
+        sink: EventSink,
+        break_glass: bool,
+    ) -> Outcome:
         keys = [lock_key(plan.env, env, r) for r in plan.locks]
         owner = owner_id()
         async with hold_locks(

@@ -3,6 +3,8 @@ environments, and the same commands against PostgreSQL."""
 
 from __future__ import annotations
 
+import json
+
 import asyncpg
 
 from tests.conftest import asyncpg_dsn
@@ -64,3 +66,15 @@ async def test_break_glass_is_announced_in_the_environments_channel(scenario: Sc
     (message,) = fake_slack.messages("#ops")
     assert "break-glass" in message["text"] and "INC-7 Slack is down" in message["text"]
     assert fake_slack.bot_token not in message["text"]
+
+
+async def test_json_logs_are_one_object_a_line_with_the_operation_id(scenario: Scenario):
+    scenario.extra_env.update(CHATOPS_LOG_FORMAT="json", CHATOPS_LOG_LEVEL="info")
+    done = await scenario.chatops("queue", "pause", "sla", "--env", "test", "--yes")
+    assert done.code == 0, done.output
+    records = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
+    assert records and all({"at", "level", "logger", "message"} <= r.keys() for r in records)
+    (op,) = await scenario.json("ops", "history")
+    inside = [r for r in records if r.get("operation") == op["id"]]
+    assert any("started" in r["message"] for r in inside), records
+    assert all(r.get("operation") in (None, op["id"]) for r in records)
