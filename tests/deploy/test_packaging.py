@@ -1,0 +1,143 @@
+"""The image and the Kubernetes manifests, without Docker or a cluster (neither runs here):
+hadolint on the Dockerfile, kubernetes-validate (strict, 1.30 schemas) on every manifest, the
+invariants they promise, and the image's entry command run as it is, outside a container:
+healthy, then SIGTERM ends it cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import kubernetes_validate
+import pytest
+import yaml
+
+from bot.config import load_config_file
+from tests.conftest import free_port
+from tests.scenarios.conftest import Scenario, scenario
+from tests.slack.fake_slack import FakeSlack
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml"))
+HADOLINT = Path(sys.executable).parent / "hadolint"
+__all__ = ["scenario"]  # the scenarios' fixture: a key prefix, a config file, a SQLite store
+
+
+def _documents() -> list[dict[str, Any]]:
+    return [doc for path in MANIFESTS for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def _final_stage() -> list[str]:
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    last_from = max(i for i, line in enumerate(lines) if line.startswith("FROM "))
+    return lines[last_from:]
+
+
+def _json_array(instruction: str) -> list[str]:
+    (line,) = [line for line in _final_stage() if line.startswith(f"{instruction} ")]
+    value: list[str] = json.loads(line.removeprefix(f"{instruction} "))
+    return value
+
+
+def test_hadolint_finds_nothing() -> None:
+    done = subprocess.run(
+        [str(HADOLINT), str(ROOT / "Dockerfile")], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_image_runs_as_a_user_under_tini_with_a_healthcheck() -> None:
+    stage = _final_stage()
+    (user,) = [line for line in stage if line.startswith("USER ")]
+    assert re.fullmatch(r"USER [1-9]\d*:[1-9]\d*", user)
+    assert _json_array("ENTRYPOINT") == ["tini", "--", "chatops"]
+    health = [line for line in stage if line.startswith(("HEALTHCHECK", "    CMD"))]
+    assert any("/healthz" in line for line in health)
+    assert "COPY pyproject.toml uv.lock ./" in (ROOT / "Dockerfile").read_text()
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+def test_manifests_validate_strictly(path: Path) -> None:
+    for doc in yaml.safe_load_all(path.read_text()):
+        kubernetes_validate.validate(doc, "1.30.0", strict=True)
+
+
+def test_the_deployment_is_two_ready_replicas_with_secrets_by_reference() -> None:
+    (deployment,) = [d for d in _documents() if d["kind"] == "Deployment"]
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    (container,) = spec["template"]["spec"]["containers"]
+    assert container["args"] == _json_array("CMD")
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    for entry in container["env"]:
+        if entry["name"].startswith("SLACK_") or entry["name"].endswith("_URL"):
+            assert "secretKeyRef" in entry.get("valueFrom", {}), entry
+    assert {d["kind"] for d in _documents()} >= {
+        "ConfigMap",
+        "Service",
+        "PodDisruptionBudget",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+    }
+
+
+def test_the_configmap_holds_a_valid_configuration(tmp_path: Path) -> None:
+    (configmap,) = [d for d in _documents() if d["kind"] == "ConfigMap"]
+    path = tmp_path / "chatops.yml"
+    path.write_text(configmap["data"]["chatops.yml"])
+    config = load_config_file(path, environ={"PROD_REDIS_URL": "redis://redis:6379/0"})
+    assert config.environments["prod"].protected
+
+
+async def test_the_entry_command_serves_and_stops_cleanly_on_sigterm(
+    scenario: Scenario, fake_slack: FakeSlack
+) -> None:
+    port = free_port()
+    environ = {
+        **scenario.environ(),
+        "SLACK_BOT_TOKEN": fake_slack.bot_token,
+        "SLACK_SIGNING_SECRET": "signing-secret",
+        "SLACK_API_URL": fake_slack.api_url,
+        "CHATOPS_LOG_FORMAT": "json",
+    }
+    args = [*_json_array("CMD")[:-1], str(port), "--host", "127.0.0.1"]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "commands",
+        *args,
+        env=environ,
+        cwd=scenario.tmp,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with asyncio.timeout(30):
+                while True:
+                    try:
+                        async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                            if response.status == 200:
+                                break
+                    except aiohttp.ClientConnectionError:
+                        await asyncio.sleep(0.2)
+            async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+                assert response.status == 200
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    records = [json.loads(line) for line in err.decode().splitlines() if line.strip()]
+    assert any("listening" in r["message"] for r in records), records
