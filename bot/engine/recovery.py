@@ -1,9 +1,14 @@
-"""At start: operations whose process died become interrupted; what they changed is put back."""
+"""Operations whose process died become interrupted; what they changed is put back.
+
+Every `chatops` command does it at start; `chatops serve` also does it every few heartbeats, so
+a surviving replica takes over what a dead one left (each operation is claimed by exactly one).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as redis
 
@@ -12,14 +17,21 @@ from bot.engine.runner import owner_id
 from bot.errors import BotError
 from bot.locks import force_release, lock_info
 from bot.runtime import Runtime
+from bot.store.records import OperationRecord
 
 logger = logging.getLogger(__name__)
 
 _MISSED_BEATS = 5
 
 
-async def recover_interrupted(runtime: Runtime) -> list[str]:
-    """Claim lapsed operations, restore queues and flags, free their locks; one line each."""
+Recovered = Callable[[OperationRecord, str], Awaitable[None]]
+
+
+async def recover_interrupted(
+    runtime: Runtime, *, on_recovered: Recovered | None = None
+) -> list[str]:
+    """Claim lapsed operations, restore queues and flags, free their locks; one line each
+    (also handed to `on_recovered` with the operation, to tell its Slack thread)."""
     store, clock = runtime.store, runtime.clock
     claimed = await store.claim_lapsed(
         now=clock.now(), lapse_s=runtime.heartbeat_s * _MISSED_BEATS, claimer=owner_id()
@@ -66,4 +78,6 @@ async def recover_interrupted(runtime: Runtime) -> list[str]:
         )
         logger.warning("%s", line)
         reports.append(line)
+        if on_recovered is not None:
+            await on_recovered(op, line)
     return reports

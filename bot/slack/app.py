@@ -23,6 +23,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.engine.recovery import recover_interrupted
 from bot.engine.runner import owner_id
 from bot.errors import BotError, ConfigError
 from bot.metrics import CONTENT_TYPE, SlackErrorCounter, exposition
@@ -31,6 +32,7 @@ from bot.runtime import Runtime
 from bot.slack.door import SlackDoor
 from bot.slack.followups import FollowUps
 from bot.slack.outbox import OutboxSender
+from bot.store.records import OperationRecord
 from bot.store.slack import SLACK_SCOPE
 from bot.windows.leader import WindowScheduler
 from commands import interactions, ops, queue, window, worker
@@ -40,6 +42,7 @@ logger = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 GROUP_REFRESH_S = 300.0
 EXPIRY_CHECK_S = 15.0
+TAKEOVER_BEATS = 5  # how often a replica looks for operations whose replica died
 
 
 def slack_client(rt: Runtime, *, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
@@ -108,6 +111,19 @@ class SlackBot:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), interval_s)
 
+    async def _take_over(self) -> None:
+        """What a dead replica was running: put back, freed, and told in its thread."""
+        await recover_interrupted(self.rt, on_recovered=self._tell_takeover)
+
+    async def _tell_takeover(self, op: OperationRecord, line: str) -> None:
+        progress = f"{op.id}:progress"
+        if await self.rt.store.slack_message(progress) is None:
+            return  # not started from Slack: the audit row is the report
+        outbox = self.door.outbox
+        await outbox.reply(
+            progress, f"{op.id}:takeover", text=f"taken over by {owner_id()}: {line}"
+        )
+
     async def warm_up(self) -> None:
         """Bolt calls auth.test on the first request, inside the 3-second ack; do it now."""
         try:
@@ -142,6 +158,11 @@ class SlackBot:
         ]
         if self.windows is not None:
             loops.append(asyncio.create_task(self.windows.run(self.stop)))
+            loops.append(
+                asyncio.create_task(
+                    self._every(self.rt.heartbeat_s * TAKEOVER_BEATS, "takeover", self._take_over)
+                )
+            )
         self.ready = True
         try:
             yield self

@@ -138,3 +138,42 @@ async def test_window_from_slack_in_the_users_zone_with_permissions(
         )
     audit = await scenario.json("ops", "history")
     assert audit == []  # windows are not operations
+
+
+async def test_a_replica_takes_over_an_operation_whose_replica_died(
+    scenario: Scenario, fake_slack: FakeSlack
+):
+    environ = configure(scenario, fake_slack)  # heartbeats of 0.5 s: lapsed after 2.5 s
+    flag_key = f"{scenario.prefix}:flags:WORKER_ACCEPT_JOBS"
+    async with running_bot(scenario, fake_slack, environ) as chat:
+        store, now = chat.bot.rt.store, datetime.now(UTC)
+        # What a replica SIGKILLed mid-drain leaves: a running operation whose heartbeat
+        # stopped, the producer flag it turned off, and its progress message in the channel.
+        op = await store.create_operation(
+            kind="drain",
+            env="test",
+            target="sla",
+            actor="U_OPS",
+            source="slack",
+            command="/queue drain sla",
+            reason=None,
+            params={"locks": []},
+            plan=["check the queue", "turn producers off", "watch the queue drain"],
+            owner="dead-host:1:gone",
+            now=now - timedelta(seconds=30),
+        )
+        await store.start_step(op.id, 1, now=now - timedelta(seconds=29))
+        await store.add_restore(op.id, kind="flag_off", env="test", key=flag_key, now=now)
+        await scenario.redis.set(flag_key, "false")
+        posted = await chat.bot.client.chat_postMessage(channel=ENV_CHANNEL, text="drain: running")
+        await store.set_slack_message(
+            f"{op.id}:progress", channel=ENV_CHANNEL, ts=str(posted["ts"])
+        )
+
+        await chat.wait(lambda: bool(fake_slack.thread(ENV_CHANNEL, str(posted["ts"]))), 20)
+        (reply,) = fake_slack.thread(ENV_CHANNEL, str(posted["ts"]))
+        assert "taken over by" in reply["text"] and "put back" in reply["text"], reply
+    assert await scenario.redis.get(flag_key) in (b"true", "true")
+    shown = await scenario.json("ops", "show", op.id)
+    assert shown["state"] == "interrupted"
+    assert "step 2" in shown["summary"], shown["summary"]
