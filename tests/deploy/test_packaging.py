@@ -121,15 +121,8 @@ async def test_the_entry_command_serves_and_stops_cleanly_on_sigterm(
         stderr=asyncio.subprocess.PIPE,
     )
     try:
+        await _healthy(port)
         async with aiohttp.ClientSession() as session:
-            async with asyncio.timeout(30):
-                while True:
-                    try:
-                        async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
-                            if response.status == 200:
-                                break
-                    except aiohttp.ClientConnectionError:
-                        await asyncio.sleep(0.2)
             async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
                 assert response.status == 200
         proc.send_signal(signal.SIGTERM)
@@ -141,3 +134,65 @@ async def test_the_entry_command_serves_and_stops_cleanly_on_sigterm(
     assert proc.returncode == 0, err.decode()
     records = [json.loads(line) for line in err.decode().splitlines() if line.strip()]
     assert any("listening" in r["message"] for r in records), records
+
+
+async def test_sigterm_during_a_drain_ends_it_recorded_with_the_flag_back_and_no_lock(
+    scenario: Scenario, fake_slack: FakeSlack
+) -> None:
+    from tests.scenarios.test_slack import CHANNEL, OPS, SECRET, configure
+    from tests.slack.driver import SlackDriver
+
+    port = free_port()
+    environ = {**configure(scenario, fake_slack), "CHATOPS_LOG_FORMAT": "json"}
+    await scenario.produce("sla", 5)  # and no worker: the drain waits
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "commands",
+        *_json_array("CMD")[:-1],
+        str(port),
+        "--host",
+        "127.0.0.1",
+        env=environ,
+        cwd=scenario.tmp,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await _healthy(port)
+        driver = SlackDriver(
+            f"http://127.0.0.1:{port}/slack/events", SECRET, fake_slack, user=OPS, channel=CHANNEL
+        )
+        await driver.command("/queue", "drain sla")
+
+        def filled() -> bool:
+            views = fake_slack.open_views(OPS)
+            return bool(views) and "preparing" not in json.dumps(views[-1]["blocks"])
+
+        await fake_slack.wait_until(filled, timeout_s=20)
+        await driver.view_submission(fake_slack.open_views(OPS)[-1])
+        async with asyncio.timeout(20):
+            while await scenario.flag() != "false":
+                await asyncio.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 45)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.communicate()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert await scenario.flag() == "true"
+    assert await scenario.redis.keys(f"chatops:{scenario.prefix}:lock:*") == []
+    (op,) = await scenario.json("ops", "history")
+    assert op["kind"] == "drain" and op["outcome"] in ("cancelled", "failed", "interrupted"), op
+
+
+async def _healthy(port: int) -> None:
+    async with aiohttp.ClientSession() as session, asyncio.timeout(30):
+        while True:
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.2)
