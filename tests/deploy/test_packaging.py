@@ -21,6 +21,7 @@ import yaml
 
 from bot.config import load_config_file
 from tests.conftest import free_port
+from tests.fixtures.serve import healthy
 from tests.scenarios.conftest import Scenario, scenario
 from tests.slack.fake_slack import FakeSlack
 
@@ -121,7 +122,7 @@ async def test_the_entry_command_serves_and_stops_cleanly_on_sigterm(
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        await _healthy(port)
+        await healthy(port)
         async with aiohttp.ClientSession() as session:
             async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
                 assert response.status == 200
@@ -159,7 +160,7 @@ async def test_sigterm_during_a_drain_ends_it_recorded_with_the_flag_back_and_no
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        await _healthy(port)
+        await healthy(port)
         driver = SlackDriver(
             f"http://127.0.0.1:{port}/slack/events", SECRET, fake_slack, user=OPS, channel=CHANNEL
         )
@@ -185,14 +186,3 @@ async def test_sigterm_during_a_drain_ends_it_recorded_with_the_flag_back_and_no
     assert await scenario.redis.keys(f"chatops:{scenario.prefix}:lock:*") == []
     (op,) = await scenario.json("ops", "history")
     assert op["kind"] == "drain" and op["outcome"] in ("cancelled", "failed", "interrupted"), op
-
-
-async def _healthy(port: int) -> None:
-    async with aiohttp.ClientSession() as session, asyncio.timeout(30):
-        while True:
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.2)
