@@ -390,6 +390,9 @@ async def announce(rt: Runtime, *, channel: str, text: str) -> None:
     )
 
 
+_PACED_WAIT_S = 2.0
+
+
 async def deliver_slack(rt: Runtime, *, timeout_s: float = 5.0) -> None:
     """Send what this process left in the outbox, briefly; the rest waits for `chatops serve`."""
     if not rt.settings.SLACK_BOT_TOKEN:
@@ -404,11 +407,13 @@ async def deliver_slack(rt: Runtime, *, timeout_s: float = 5.0) -> None:
             while True:
                 if await sender.run_once():
                     continue
-                # Paced posts (one a second per channel) and retries wait their turn.
+                # Posts paced at one a second per channel wait their turn; a retry backing off
+                # from a Slack outage does not hold the terminal: `chatops serve` sends it.
                 due = await rt.store.next_slack_due(scope=sender.scope)
-                if due is None:
+                wait_s = None if due is None else (due - rt.clock.now()).total_seconds()
+                if wait_s is None or wait_s > _PACED_WAIT_S:
                     break
-                await asyncio.sleep(max(0.0, (due - rt.clock.now()).total_seconds()) + 0.01)
+                await asyncio.sleep(max(0.0, wait_s) + 0.01)
     except TimeoutError:
         pass
     finally:
