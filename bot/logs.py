@@ -1,16 +1,17 @@
 """Logging set-up: text or one JSON object a line, and secrets masked in every record.
 
 Inside an operation every record carries its id (`operation` in JSON, `[op-...]` in text): the
-engine sets `CURRENT_OPERATION` while it runs one, and the tasks of its steps inherit it.
+engine runs each one inside `operation_logged`, and the tasks of its steps inherit it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from bot.config import BotSettings, secret_values
 from bot.redact import redact
@@ -18,6 +19,16 @@ from bot.redact import redact
 CURRENT_OPERATION: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "chatops_operation", default=None
 )
+
+
+@contextlib.contextmanager
+def operation_logged(op_id: str) -> Iterator[None]:
+    """Records logged inside (and in the tasks started inside) carry `op_id`."""
+    token = CURRENT_OPERATION.set(op_id)
+    try:
+        yield
+    finally:
+        CURRENT_OPERATION.reset(token)
 
 
 class OperationFilter(logging.Filter):

@@ -119,6 +119,13 @@ ACTIONS: dict[str, dict[str, Action]] = {
 PERMISSION = {"show": "history", "incidents": "history", "help": "help"}
 WINDOW_PERMISSION = {"schedule": "window", "cancel": "window", "list": "status"}
 
+
+def permission_of(command: str, action: str) -> str:
+    if command == "window":
+        return WINDOW_PERMISSION[action]
+    return PERMISSION.get(action, action)
+
+
 _VALUE_FLAGS = {"--env", "--timeout-s", "--ref", "--to", "--limit", "--lines"}
 _BOOL_FLAGS = {"--all", "--overdue", "--skip-env-check", "--outside-window"}
 
@@ -147,9 +154,7 @@ class Parsed:
 
     @property
     def permission(self) -> str:
-        if self.command == "window":
-            return WINDOW_PERMISSION[self.action]
-        return PERMISSION.get(self.action, self.action)
+        return permission_of(self.command, self.action)
 
     @property
     def mutating(self) -> bool:
@@ -320,10 +325,7 @@ def help_lines(command: str | None, allowed: set[str] | None) -> list[str]:
         if command not in (None, "ops") and name != command:
             continue
         for action in actions.values():
-            if name == "window":
-                permission = WINDOW_PERMISSION[action.name]
-            else:
-                permission = PERMISSION.get(action.name, action.name)
+            permission = permission_of(name, action.name)
             if allowed is not None and permission != "help" and permission not in allowed:
                 continue
             lines.append(f"/{name} {action.usage}: {action_help(name, action.name)}")

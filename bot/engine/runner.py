@@ -28,7 +28,7 @@ from bot.engine.plan import Plan, StepAction
 from bot.engine.restore import put_back
 from bot.errors import BotError
 from bot.locks import hold_locks
-from bot.logs import CURRENT_OPERATION
+from bot.logs import operation_logged
 from bot.metrics import OPERATIONS, STEP_SECONDS
 from bot.redact import redact
 from bot.store import Store
@@ -103,117 +103,93 @@ class Engine:
         break_glass: bool = False,
     ) -> Outcome:
         op_id = new_operation_id()
-        token = CURRENT_OPERATION.set(op_id)
-        try:
-            return await self._run(
-                op_id,
-                plan,
-                env=env,
-                env_redis=env_redis,
-                actor=actor,
-                command=command,
-                reason=reason,
-                sink=sink,
-                break_glass=break_glass,
-            )
-        finally:
-            CURRENT_OPERATION.reset(token)
-
-    async def _run(
-        self,
-        op_id: str,
-        plan: Plan,
-        *,
-        env: EnvironmentConfig,
-        env_redis: redis.Redis,
-        actor: Actor,
-        command: str,
-        reason: str | None,
-        sink: EventSink,
-        break_glass: bool,
-    ) -> Outcome:
-        keys = [lock_key(plan.env, env, r) for r in plan.locks]
-        owner = owner_id()
-        async with hold_locks(
-            self._coordination(plan.env),
-            keys,
-            holder=f"{actor.name} ({actor.source})",
-            operation_id=op_id,
-            ttl_ms=self._lock_ttl_ms,
-        ) as lock:
-            await self._store.create_operation(
-                op_id=op_id,
-                kind=plan.kind,
-                env=plan.env,
-                target=plan.target,
-                actor=actor.name,
-                source=actor.source,
-                command=redact(command, secrets=self._secrets),
-                reason=reason,
-                params={**plan.params, "locks": keys},
-                plan=[s.name for s in plan.steps],
-                owner=owner,
-                now=self._clock.now(),
-            )
-            # Written before the first side effect, so even a killed process leaves its trace.
-            await self._store.audit(
-                actor=actor.name,
-                source=actor.source,
-                kind="break_glass" if break_glass else "operation",
-                command=redact(command, secrets=self._secrets),
-                outcome="started",
-                env=plan.env,
-                reason=reason,
+        with operation_logged(op_id):
+            keys = [lock_key(plan.env, env, r) for r in plan.locks]
+            owner = owner_id()
+            async with hold_locks(
+                self._coordination(plan.env),
+                keys,
+                holder=f"{actor.name} ({actor.source})",
                 operation_id=op_id,
-                now=self._clock.now(),
-            )
-            ctx = StepContext(
-                op_id=op_id,
-                env_name=plan.env,
-                env=env,
-                redis=env_redis,
-                store=self._store,
-                clock=self._clock,
-                actor=actor.name,
-                sink=sink,
-                secrets=self._secrets,
-                kind=plan.kind,
-            )
-            logger.info("operation %s %s %s in %s started", op_id, plan.kind, plan.target, plan.env)
-            await sink(
-                OperationStarted(
-                    op_id, plan.kind, plan.env, plan.target, tuple(s.name for s in plan.steps)
+                ttl_ms=self._lock_ttl_ms,
+            ) as lock:
+                await self._store.create_operation(
+                    op_id=op_id,
+                    kind=plan.kind,
+                    env=plan.env,
+                    target=plan.target,
+                    actor=actor.name,
+                    source=actor.source,
+                    command=redact(command, secrets=self._secrets),
+                    reason=reason,
+                    params={**plan.params, "locks": keys},
+                    plan=[s.name for s in plan.steps],
+                    owner=owner,
+                    now=self._clock.now(),
                 )
-            )
-            started = time.monotonic()
-
-            async def record(state: str, summary: str) -> None:
-                duration_ms = int((time.monotonic() - started) * 1000)
-                logger.info("operation %s finished %s in %d ms", op_id, state, duration_ms)
+                # Written before the first side effect, so even a killed process leaves its trace.
                 await self._store.audit(
                     actor=actor.name,
                     source=actor.source,
-                    kind="operation",
+                    kind="break_glass" if break_glass else "operation",
                     command=redact(command, secrets=self._secrets),
-                    outcome=state,
+                    outcome="started",
                     env=plan.env,
                     reason=reason,
-                    duration_ms=duration_ms,
                     operation_id=op_id,
-                    details={"summary": summary},
                     now=self._clock.now(),
                 )
+                ctx = StepContext(
+                    op_id=op_id,
+                    env_name=plan.env,
+                    env=env,
+                    redis=env_redis,
+                    store=self._store,
+                    clock=self._clock,
+                    actor=actor.name,
+                    sink=sink,
+                    secrets=self._secrets,
+                    kind=plan.kind,
+                )
+                logger.info(
+                    "operation %s %s %s in %s started", op_id, plan.kind, plan.target, plan.env
+                )
+                await sink(
+                    OperationStarted(
+                        op_id, plan.kind, plan.env, plan.target, tuple(s.name for s in plan.steps)
+                    )
+                )
+                started = time.monotonic()
 
-            try:
-                outcome = await self._run_steps(plan, ctx, owner, lock.lost)
-            except asyncio.CancelledError:
-                # Stopped from outside (Ctrl-C, SIGTERM): the audit row is still written.
-                await asyncio.shield(record("cancelled", "cancelled: the bot was stopped"))
-                raise
-            await record(outcome.state, outcome.summary)
-            OPERATIONS.labels(plan.kind, plan.env, outcome.state).inc()
-            await sink(OperationFinished(op_id, outcome.state, outcome.summary, outcome.validation))
-            return outcome
+                async def record(state: str, summary: str) -> None:
+                    duration_ms = int((time.monotonic() - started) * 1000)
+                    logger.info("operation %s finished %s in %d ms", op_id, state, duration_ms)
+                    await self._store.audit(
+                        actor=actor.name,
+                        source=actor.source,
+                        kind="operation",
+                        command=redact(command, secrets=self._secrets),
+                        outcome=state,
+                        env=plan.env,
+                        reason=reason,
+                        duration_ms=duration_ms,
+                        operation_id=op_id,
+                        details={"summary": summary},
+                        now=self._clock.now(),
+                    )
+
+                try:
+                    outcome = await self._run_steps(plan, ctx, owner, lock.lost)
+                except asyncio.CancelledError:
+                    # Stopped from outside (Ctrl-C, SIGTERM): the audit row is still written.
+                    await asyncio.shield(record("cancelled", "cancelled: the bot was stopped"))
+                    raise
+                await record(outcome.state, outcome.summary)
+                OPERATIONS.labels(plan.kind, plan.env, outcome.state).inc()
+                await sink(
+                    OperationFinished(op_id, outcome.state, outcome.summary, outcome.validation)
+                )
+                return outcome
 
     async def _run_steps(
         self, plan: Plan, ctx: StepContext, owner: str, lock_lost: asyncio.Event

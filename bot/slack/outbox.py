@@ -18,6 +18,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.aio import first_of
 from bot.clock import Clock
 from bot.errors import BotError
 from bot.metrics import SLACK_ERRORS
@@ -185,7 +186,7 @@ class OutboxSender:
                 logger.warning("outbox: store unreachable; retrying")
                 pause = idle_s
             if pause > 0:
-                await _first_of(stop, self._woken, timeout_s=pause)
+                await first_of(stop, self._woken, timeout_s=pause)
 
     async def _until_due(self, idle_s: float) -> float:
         due = await self._store.next_slack_due(scope=self.scope)
@@ -352,12 +353,3 @@ class _Later(Exception):
         super().__init__(reason)
         self.delay_s = delay_s
         self.reason = reason
-
-
-async def _first_of(*events: asyncio.Event, timeout_s: float) -> None:
-    waits = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waits:
-            w.cancel()

@@ -15,7 +15,7 @@ import asyncio
 import base64
 import contextlib
 import re
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Awaitable, Collection
 from datetime import UTC, datetime
 
 import httpx2
@@ -91,14 +91,7 @@ class KubeTarget:
         await self._require_deployment()
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}}
-        async with self._api(f"restart {self.name}"):
-            await self._client.patch(
-                Deployment,
-                self.deployment,
-                patch,
-                namespace=self.namespace,
-                patch_type=PatchType.STRATEGIC,
-            )
+        await self._patch(patch, PatchType.STRATEGIC, doing=f"restart {self.name}")
 
     async def wait_ready(
         self,
@@ -171,14 +164,7 @@ class KubeTarget:
             {"op": "test", "path": f"{path}/name", "value": name},
             {"op": "replace", "path": f"{path}/image", "value": image},
         ]
-        async with self._api(f"set the image of {self.name}"):
-            await self._client.patch(
-                Deployment,
-                self.deployment,
-                patch,
-                namespace=self.namespace,
-                patch_type=PatchType.JSON,
-            )
+        await self._patch(patch, PatchType.JSON, doing=f"set the image of {self.name}")
 
     async def undo_to(self, image: str) -> int:
         """`kubectl rollout undo --to-revision`, the revision being the newest that ran `image`.
@@ -201,14 +187,7 @@ class KubeTarget:
             },
             {"op": "replace", "path": "/spec/template", "value": template},
         ]
-        async with self._api(f"roll back {self.name}"):
-            await self._client.patch(
-                Deployment,
-                self.deployment,
-                patch,
-                namespace=self.namespace,
-                patch_type=PatchType.JSON,
-            )
+        await self._patch(patch, PatchType.JSON, doing=f"roll back {self.name}")
         return revision(rs)
 
     # ---- reading the cluster --------------------------------------------------------------------
@@ -293,17 +272,17 @@ class KubeTarget:
                 )
             await asyncio.sleep(_LOG_RETRY_S)
 
+    async def _patch(self, patch: Obj | list[Obj], patch_type: PatchType, *, doing: str) -> None:
+        async with self._api(doing):
+            await self._client.patch(
+                Deployment, self.deployment, patch, namespace=self.namespace, patch_type=patch_type
+            )
+
     async def _get_deployment(self) -> Obj | None:
         async with self._api(f"read {self.name}"):
-            try:
-                found = await self._client.get(
-                    Deployment, self.deployment, namespace=self.namespace
-                )
-            except ApiError as exc:
-                if exc.status.code == 404:
-                    return None
-                raise
-        return found.to_dict()
+            return await _or_none(
+                self._client.get(Deployment, self.deployment, namespace=self.namespace)
+            )
 
     async def _require_deployment(self) -> Obj:
         deployment = await self._get_deployment()
@@ -313,13 +292,7 @@ class KubeTarget:
 
     async def _get_pod(self, name: str) -> Obj | None:
         async with self._api(f"read pod {name}"):
-            try:
-                pod = await self._client.get(Pod, name, namespace=self.namespace)
-            except ApiError as exc:
-                if exc.status.code == 404:
-                    return None
-                raise
-        return pod.to_dict()
+            return await _or_none(self._client.get(Pod, name, namespace=self.namespace))
 
     async def _replicasets(self, deployment: Obj) -> list[Obj]:
         labels = deployment["spec"]["selector"].get("matchLabels") or {}
@@ -424,3 +397,14 @@ class KubeTarget:
             f"Kubernetes API unreachable while trying to {doing}: "
             f"{type(exc).__name__} {exc}".rstrip()
         )
+
+
+async def _or_none(read: Awaitable[Deployment | Pod]) -> Obj | None:
+    """The object as JSON; None when the API server says it does not exist."""
+    try:
+        found = await read
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return None
+        raise
+    return found.to_dict()

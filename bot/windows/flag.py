@@ -33,8 +33,3 @@ async def assert_flag(redis: aioredis.Redis, key: str, window: WindowRecord, now
 
 async def clear_flag(redis: aioredis.Redis, key: str, window: WindowRecord) -> bool:
     return bool(await redis.eval(_CLEAR_IF_OURS, 1, key, window.id))
-
-
-async def read_flag(redis: aioredis.Redis, key: str) -> dict[str, str] | None:
-    raw = await redis.get(key)
-    return json.loads(raw) if raw else None

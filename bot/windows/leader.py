@@ -12,12 +12,12 @@ store keep a notice from going out twice even while two replicas both think they
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.aio import first_of
 from bot.engine.runner import owner_id
 from bot.errors import BotError, LockHeld
 from bot.locks import Lock
@@ -39,7 +39,7 @@ class WindowScheduler:
         self.leading = False
 
     def wake(self) -> None:
-        """Look now (a window was scheduled or cancelled in this process)."""
+        """Look now: what APScheduler calls at the next notice's due time."""
         self._woken.set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -49,7 +49,7 @@ class WindowScheduler:
             while not stop.is_set():
                 lock = await self._try_to_lead()
                 if lock is None:
-                    await _first_of(stop, timeout_s=self._tick_s)
+                    await first_of(stop, timeout_s=self._tick_s)
                     continue
                 try:
                     await self._lead(lock, scheduler, stop)
@@ -98,17 +98,6 @@ class WindowScheduler:
                     replace_existing=True,
                     misfire_grace_time=None,
                 )
-            await _first_of(stop, lock.lost, self._woken, timeout_s=self._tick_s)
+            await first_of(stop, lock.lost, self._woken, timeout_s=self._tick_s)
         if lock.lost.is_set():
             logger.warning("windows scheduler: leadership lost (%s)", lock.lost_reason)
-
-
-async def _first_of(*events: asyncio.Event, timeout_s: float) -> None:
-    waits = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiting in waits:
-            waiting.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*waits, return_exceptions=True)

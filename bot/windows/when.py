@@ -58,7 +58,7 @@ def parse_when(text: str, *, now: datetime, tz: tzinfo) -> datetime:
     except OverflowError:  # year 1 or 9999 with an offset
         raise BadInput(f"{text!r} is not a time a window can have") from None
     if start < now - timedelta(minutes=1):
-        raise BadInput(f"{text!r} is in the past ({_shown(start, tz)})")
+        raise BadInput(f"{text!r} is in the past ({shown(start, tz)})")
     if start > now + MAX_AHEAD:
         raise BadInput(f"{text!r} is more than a year ahead")
     return start
@@ -79,10 +79,6 @@ def _next_clock(clock: re.Match[str], *, now: datetime, tz: tzinfo) -> datetime:
     return start
 
 
-def _shown(moment: datetime, tz: tzinfo) -> str:
-    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
-
-
 def shown(moment: datetime, tz: tzinfo) -> str:
     """A moment as users read it: local date, time and zone."""
-    return _shown(moment, tz)
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")

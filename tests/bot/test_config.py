@@ -150,13 +150,9 @@ def test_settings_come_only_from_the_given_mapping(monkeypatch):
 
 def test_every_permission_a_command_needs_can_be_granted() -> None:
     from bot.config import OPERATIONS
-    from commands.grammar import ACTIONS, PERMISSION, WINDOW_PERMISSION
+    from commands.grammar import ACTIONS, permission_of
 
-    needed = {
-        WINDOW_PERMISSION[a] if command == "window" else PERMISSION.get(a, a)
-        for command, actions in ACTIONS.items()
-        for a in actions
-    } - {"help"}
+    needed = {permission_of(c, a) for c, actions in ACTIONS.items() for a in actions} - {"help"}
     assert needed <= set(OPERATIONS), needed - set(OPERATIONS)
 
 

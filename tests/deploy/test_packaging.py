@@ -20,8 +20,7 @@ import pytest
 import yaml
 
 from bot.config import load_config_file
-from tests.conftest import free_port
-from tests.fixtures.serve import healthy
+from tests.fixtures.serve import served
 from tests.scenarios.conftest import Scenario, scenario
 from tests.slack.fake_slack import FakeSlack
 
@@ -102,7 +101,6 @@ def test_the_configmap_holds_a_valid_configuration(tmp_path: Path) -> None:
 async def test_the_entry_command_serves_and_stops_cleanly_on_sigterm(
     scenario: Scenario, fake_slack: FakeSlack
 ) -> None:
-    port = free_port()
     environ = {
         **scenario.environ(),
         "SLACK_BOT_TOKEN": fake_slack.bot_token,
@@ -110,28 +108,12 @@ async def test_the_entry_command_serves_and_stops_cleanly_on_sigterm(
         "SLACK_API_URL": fake_slack.api_url,
         "CHATOPS_LOG_FORMAT": "json",
     }
-    args = [*_json_array("CMD")[:-1], str(port), "--host", "127.0.0.1"]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "commands",
-        *args,
-        env=environ,
-        cwd=scenario.tmp,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        await healthy(port)
+    async with served(environ, scenario.tmp, _json_array("CMD")[:-1]) as (proc, port):
         async with aiohttp.ClientSession() as session:
             async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
                 assert response.status == 200
         proc.send_signal(signal.SIGTERM)
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.communicate()
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
     records = [json.loads(line) for line in err.decode().splitlines() if line.strip()]
     assert any("listening" in r["message"] for r in records), records
@@ -143,24 +125,9 @@ async def test_sigterm_during_a_drain_ends_it_recorded_with_the_flag_back_and_no
     from tests.scenarios.test_slack import CHANNEL, OPS, SECRET, configure
     from tests.slack.driver import SlackDriver
 
-    port = free_port()
     environ = {**configure(scenario, fake_slack), "CHATOPS_LOG_FORMAT": "json"}
     await scenario.produce("sla", 5)  # and no worker: the drain waits
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "commands",
-        *_json_array("CMD")[:-1],
-        str(port),
-        "--host",
-        "127.0.0.1",
-        env=environ,
-        cwd=scenario.tmp,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        await healthy(port)
+    async with served(environ, scenario.tmp, _json_array("CMD")[:-1]) as (proc, port):
         driver = SlackDriver(
             f"http://127.0.0.1:{port}/slack/events", SECRET, fake_slack, user=OPS, channel=CHANNEL
         )
@@ -177,10 +144,6 @@ async def test_sigterm_during_a_drain_ends_it_recorded_with_the_flag_back_and_no
                 await asyncio.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(proc.communicate(), 45)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.communicate()
     assert proc.returncode == 0, err.decode()[-2000:]
     assert await scenario.flag() == "true"
     assert await scenario.redis.keys(f"chatops:{scenario.prefix}:lock:*") == []

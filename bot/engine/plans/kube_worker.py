@@ -16,11 +16,10 @@ from bot.engine.plan import Plan, Step
 from bot.engine.plans.worker import (
     WorkerRequest,
     await_ready,
-    check_completing,
     check_online,
     check_target,
     quiesce_steps,
-    resume_paused,
+    resume_steps,
 )
 from bot.envcheck import EnvCheck, check_env_at_ref, require_complete
 from bot.errors import BadInput
@@ -78,17 +77,7 @@ def kube_worker_plan(
             30,
         ),
     ]
-    if cfg.quiesce == "pause" and cfg.queues:
-        steps.append(
-            Step(f"resume {', '.join(cfg.queues)}", lambda ctx: resume_paused(ctx, cfg), 30)
-        )
-    steps.append(
-        Step(
-            "check jobs are completing",
-            lambda ctx: check_completing(ctx, cfg),
-            cfg.completing_wait_s + 15,
-        )
-    )
+    steps += resume_steps(cfg)
     if request.kind in ("deploy", "rollback"):
         steps.append(Step("record the image as known-good", lambda ctx: _known_good(ctx, name), 15))
 

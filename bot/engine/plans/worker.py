@@ -126,17 +126,7 @@ def worker_plan(
             30,
         ),
     ]
-    if cfg.quiesce == "pause" and cfg.queues:
-        steps.append(
-            Step(f"resume {', '.join(cfg.queues)}", lambda ctx: resume_paused(ctx, cfg), 30)
-        )
-    steps.append(
-        Step(
-            "check jobs are completing",
-            lambda ctx: check_completing(ctx, cfg),
-            cfg.completing_wait_s + 15,
-        )
-    )
+    steps += resume_steps(cfg)
     if request.kind in ("deploy", "rollback"):
         steps.append(
             Step("record the release as known-good", lambda ctx: _known_good(ctx, name), 15)
@@ -227,6 +217,24 @@ def _details(cfg: WorkerConfig, request: WorkerRequest) -> tuple[str, ...]:
     if request.kind == "rollback" and request.commit:
         lines.append(f"back to release {request.commit[:12]}")
     return tuple(lines)
+
+
+def resume_steps(cfg: WorkerConfig) -> list[Step]:
+    """After the new process is proven ready: resume what quiescing paused, then show jobs
+    completing."""
+    steps = []
+    if cfg.quiesce == "pause" and cfg.queues:
+        steps.append(
+            Step(f"resume {', '.join(cfg.queues)}", lambda ctx: resume_paused(ctx, cfg), 30)
+        )
+    steps.append(
+        Step(
+            "check jobs are completing",
+            lambda ctx: check_completing(ctx, cfg),
+            cfg.completing_wait_s + 15,
+        )
+    )
+    return steps
 
 
 def quiesce_steps(cfg: WorkerConfig, target: Target) -> list[Step]:
