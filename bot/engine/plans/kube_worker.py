@@ -20,8 +20,9 @@ from bot.engine.plans.worker import (
     check_target,
     quiesce_steps,
     resume_steps,
+    settle_env_check,
 )
-from bot.envcheck import EnvCheck, check_env_at_ref, require_complete
+from bot.envcheck import check_env_at_ref
 from bot.errors import BadInput
 from bot.targets.kube import KubeTarget
 from bot.targets.kube_objects import image_for, image_key, image_tag
@@ -136,13 +137,8 @@ async def _env_check(
         return "no source_repo configured for this worker: nothing to compare"
     if tag is None:
         return f"{image} has no tag to find its .env.example by: nothing to compare"
-    check: EnvCheck = await check_env_at_ref(target, repo=cfg.source_repo, ref=tag, env=build_env)
-    ctx.validation["env_missing"] = list(check.missing)
-    if check.missing and skip:
-        await ctx.emit(f"warning: {check.summary()}")
-    elif check.missing:
-        require_complete(check, worker=name, env=ctx.env_name)
-    return check.summary()
+    check = await check_env_at_ref(target, repo=cfg.source_repo, ref=tag, env=build_env)
+    return await settle_env_check(ctx, check, name, skip=skip)
 
 
 async def _change(

@@ -10,7 +10,7 @@ from bot.config import CanaryConfig, EnvironmentConfig, WorkerConfig
 from bot.engine.context import StepContext
 from bot.engine.plan import Plan, Step
 from bot.engine.restore import QUEUE_PAUSED
-from bot.envcheck import check_env, require_complete
+from bot.envcheck import EnvCheck, check_env, require_complete
 from bot.errors import OperationFailed, Refused
 from bot.hosts import LOCAL_HOST, Host
 from bot.queues import (
@@ -286,7 +286,11 @@ async def _env_check(ctx: StepContext, target: Target, worker: str, *, skip: boo
     code_dir = release.path if release is not None else before.cwd
     if code_dir is None:
         return "the app's directory is unknown: nothing to compare"
-    check = await check_env(target, code_dir)
+    return await settle_env_check(ctx, await check_env(target, code_dir), worker, skip=skip)
+
+
+async def settle_env_check(ctx: StepContext, check: EnvCheck, worker: str, *, skip: bool) -> str:
+    """Missing keys stop the plan, or with --skip-env-check are only reported."""
     ctx.validation["env_missing"] = list(check.missing)
     if check.missing and skip:
         await ctx.emit(f"warning: {check.summary()}")
