@@ -46,6 +46,7 @@ from bot.slack.outbox import Outbox, OutboxSender
 from bot.store.records import AuditRecord, IncidentRecord, OperationRecord, ReleaseRecord
 from bot.targets.kube import KubeTarget
 from bot.targets.kube_objects import image_for, image_key, image_tag
+from bot.windows.planned import planned_note, window_for
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class OperationRequest:
     ref: str | None = None  # deploy --ref, rollback --to
     skip_env_check: bool = False  # restart/deploy/rollback --skip-env-check
     outside_window: bool = False  # restart/deploy/rollback in a protected env, no window open
+    in_window: str | None = None  # planned for this maintenance window (Slack)
 
 
 # ---- read-only views -------------------------------------------------------------------------
@@ -169,6 +171,19 @@ async def show(rt: Runtime, op_id: str) -> tuple[OperationRecord, list[AuditReco
 
 
 async def plan_for(rt: Runtime, req: OperationRequest) -> Plan:
+    plan = await _plan_for(rt, req)
+    if req.in_window is None:
+        return plan
+    now = rt.clock.now()
+    window = await window_for(rt, env=req.env, window_id=req.in_window, now=now)
+    return dataclasses.replace(
+        plan,
+        details=(*plan.details, planned_note(window, now=now)),
+        params={**plan.params, "window": window.id},
+    )
+
+
+async def _plan_for(rt: Runtime, req: OperationRequest) -> Plan:
     env = rt.config.env(req.env)
     if req.kind in ("drain", "pause", "resume", "retry", "promote"):
         queue = env.queue(req.target, env=req.env)
@@ -206,6 +221,8 @@ async def plan_for(rt: Runtime, req: OperationRequest) -> Plan:
         )
     if req.kind in WINDOW_KINDS:
         plan = await _worker_plan(rt, req)
+        if req.in_window is not None:
+            return plan  # the window it is planned for is the rule
         window_note = await _window_rule(rt, req)
         return dataclasses.replace(
             plan,

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -142,6 +144,10 @@ def _execute(body: Callable[[Runtime], Awaitable[T]]) -> T:
         return asyncio.run(main())
     except BotError as exc:
         _fail(str(exc), exc.exit_code)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        # Down or restarting: say so, as Slack does, rather than a traceback.
+        detail = str(exc).splitlines()[0][:200] if str(exc) else "no detail"
+        _fail(f"Redis unreachable ({type(exc).__name__}: {detail}); try again once it is back", 1)
     except KeyboardInterrupt:
         _fail("interrupted; what the operation changed was put back (see chatops ops history)", 1)
 
@@ -948,14 +954,30 @@ def window_show(window_id: str, as_json: Json = False) -> None:
         if window is None:
             raise BadInput(f"no window {window_id!r}; see chatops window list")
         notices = await rt.store.notices_of(window_id)
+        planned = [
+            {
+                "approval": p.id,
+                "command": p.command,
+                "requester": p.requester,
+                "state": p.state,
+                "approvals": f"{len(p.approvers)}/{p.needed}",
+                "operation": p.operation_id,
+            }
+            for p in await rt.store.planned_for(window_id)
+        ]
         if as_json:
-            _print_json(
-                {**_asdict(window), "notices": [{"kind": k, "outcome": o} for k, o in notices]}
-            )
+            notices_json = [{"kind": k, "outcome": o} for k, o in notices]
+            _print_json({**_asdict(window), "notices": notices_json, "planned": planned})
             return
         out.print(f"{window.id} in {window.env}: {escape(span(window))} ({window.state})")
         for kind, outcome in notices:
             out.print(f"  {kind}: {outcome or 'pending'}")
+        for p in planned:
+            ran = f", ran as {p['operation']}" if p["operation"] else ""
+            out.print(
+                f"  planned {p['approval']}: {escape(str(p['command']))} by {p['requester']}"
+                f" ({p['state']}, {p['approvals']} approvals{ran})"
+            )
 
     _execute(body)
 

@@ -2,7 +2,9 @@
 commands.
 
 The flags are the CLI's (`--env`, `--timeout-s`, `--ref`, `--to`, `--all`, `--overdue`,
-`--limit`, `--lines`). Parsing never touches anything; an error names what is wrong.
+`--limit`, `--lines`), plus Slack's `--in-window W` (an operation planned for a maintenance
+window, which needs the approvals only Slack collects). Parsing never touches anything; an
+error names what is wrong.
 """
 
 from __future__ import annotations
@@ -42,10 +44,10 @@ ACTIONS: dict[str, dict[str, Action]] = {
             Action("status", "status [queue|all]", "queue", False, target_optional=True),
             Action(
                 "drain",
-                "drain <queue> [--timeout-s 300]",
+                "drain <queue> [--timeout-s 300] [--in-window W]",
                 "queue",
                 True,
-                frozenset({"--timeout-s"}),
+                frozenset({"--timeout-s", "--in-window"}),
             ),
             Action("pause", "pause <queue>", "queue", True),
             Action("resume", "resume <queue>", "queue", True),
@@ -71,24 +73,24 @@ ACTIONS: dict[str, dict[str, Action]] = {
             Action("logs", "logs <worker> [--lines 50]", "worker", False, frozenset({"--lines"})),
             Action(
                 "restart",
-                "restart <worker> [--skip-env-check] [--outside-window]",
+                "restart <worker> [--skip-env-check] [--outside-window|--in-window W]",
                 "worker",
                 True,
-                frozenset({"--skip-env-check", "--outside-window"}),
+                frozenset({"--skip-env-check", "--outside-window", "--in-window"}),
             ),
             Action(
                 "deploy",
-                "deploy <worker> [--ref REF] [--skip-env-check] [--outside-window]",
+                "deploy <worker> [--ref REF] [--skip-env-check] [--outside-window|--in-window W]",
                 "worker",
                 True,
-                frozenset({"--ref", "--skip-env-check", "--outside-window"}),
+                frozenset({"--ref", "--skip-env-check", "--outside-window", "--in-window"}),
             ),
             Action(
                 "rollback",
-                "rollback <worker> [--to REF] [--skip-env-check] [--outside-window]",
+                "rollback <worker> [--to REF] [--skip-env-check] [--outside-window|--in-window W]",
                 "worker",
                 True,
-                frozenset({"--to", "--skip-env-check", "--outside-window"}),
+                frozenset({"--to", "--skip-env-check", "--outside-window", "--in-window"}),
             ),
             Action("releases", "releases <worker>", "worker", False),
             Action("env-check", "env-check <worker>", "worker", False),
@@ -126,7 +128,7 @@ def permission_of(command: str, action: str) -> str:
     return PERMISSION.get(action, action)
 
 
-_VALUE_FLAGS = {"--env", "--timeout-s", "--ref", "--to", "--limit", "--lines"}
+_VALUE_FLAGS = {"--env", "--timeout-s", "--ref", "--to", "--limit", "--lines", "--in-window"}
 _BOOL_FLAGS = {"--all", "--overdue", "--skip-env-check", "--outside-window"}
 
 
@@ -144,6 +146,7 @@ class Parsed:
     lines: int | None = None
     skip_env_check: bool = False
     outside_window: bool = False
+    in_window: str | None = None  # planned: runs when this window opens, after its approvals
     when: str | None = None  # window schedule
     duration: str | None = None
     reason: str | None = None
@@ -216,6 +219,11 @@ def parse(command: str, text: str) -> Parsed:
     env = values.get("--env")
     if env is not None and not _NAME.fullmatch(env):
         raise BadInput(f"not an environment name: {_shown(env)}")
+    in_window = values.get("--in-window")
+    if in_window is not None and not _WINDOW_ID.fullmatch(in_window):
+        raise BadInput(f"not a window id: {_shown(in_window)} (see /window list)")
+    if in_window is not None and "--outside-window" in flags:
+        raise BadInput("--in-window and --outside-window cannot go together")
     return Parsed(
         command=command,
         action=action.name,
@@ -229,6 +237,7 @@ def parse(command: str, text: str) -> Parsed:
         lines=_whole(values, "--lines", 1, 5000),
         skip_env_check="--skip-env-check" in flags,
         outside_window="--outside-window" in flags,
+        in_window=in_window,
     )
 
 

@@ -216,7 +216,9 @@ def build_bot(rt: Runtime, *, scope: str = SLACK_SCOPE, source: str = "slack") -
         sender=sender,
         session=session,
         followups=door.followups,
-        windows=WindowScheduler(rt) if scope == SLACK_SCOPE else None,
+        windows=(
+            WindowScheduler(rt, start_planned=door.start_planned) if scope == SLACK_SCOPE else None
+        ),
     )
 
 

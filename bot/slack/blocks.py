@@ -21,6 +21,8 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.store.records import ApprovalRecord
+
 SECTION_MAX = 2900  # Slack allows 3000 characters in a section's text
 METADATA_MAX = 2900  # and 3000 in a view's private_metadata
 MAX_MESSAGE_BLOCKS = 50
@@ -173,43 +175,50 @@ def progress_blocks(
 
 
 def approval_blocks(
-    *,
-    approval_id: str,
-    requester: str,
-    command: str,
-    env: str,
-    plan_lines: Sequence[str],
-    state: str,
-    needed: int,
-    votes: Sequence[tuple[str, str]],
-    expires_at: str,
+    approval: ApprovalRecord, *, planned_for: str | None = None
 ) -> list[dict[str, Any]]:
+    """The request message of an approval; `planned_for` describes the window it waits for."""
+    expires = approval.expires_at.strftime("%H:%M UTC")
+    if approval.needed:
+        needs = (
+            f"{approval.needed} approval(s) needed from an approver other than the requester; "
+            f"{'valid until the window closes' if planned_for else 'expires'} {expires}."
+        )
+    else:
+        needs = "No approval needed here."
+    head = "Planned" if planned_for else "Approval requested"
+    text = (
+        f"*{head}* by <@{approval.requester}> in `{escape(approval.env)}`: "
+        f"`{escape(approval.command)}`\n{needs}"
+    )
+    if planned_for:
+        text += f"\n{planned_for}"
     blocks: list[Block] = [
-        section(
-            f"*Approval requested* by <@{requester}> in `{escape(env)}`: `{escape(command)}`\n"
-            f"{needed} approval(s) needed from an approver other than the requester; "
-            f"expires {expires_at}."
-        ),
-        section(code(plan_lines)),
+        section(text),
+        section(code(list(approval.request.get("plan", [])))),
     ]
-    if votes:
-        said = ", ".join(f"<@{voter}> {decision}d" for voter, decision in votes)
+    if approval.votes:
+        said = ", ".join(f"<@{v.voter}> {v.decision}d" for v in approval.votes)
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=cut(said, 2900))]))
-    if state == "pending":
+    if approval.state == "pending":
         blocks.append(
             ActionsBlock(
                 elements=[
                     ButtonElement(
-                        text="Approve", action_id=APPROVE_ACTION, value=approval_id, style="primary"
+                        text="Approve", action_id=APPROVE_ACTION, value=approval.id, style="primary"
                     ),
                     ButtonElement(
-                        text="Reject", action_id=REJECT_ACTION, value=approval_id, style="danger"
+                        text="Reject", action_id=REJECT_ACTION, value=approval.id, style="danger"
                     ),
                 ]
             )
         )
+    elif approval.state == "approved" and planned_for:
+        blocks.append(section("*approved*: starts when the window opens"))
+    elif approval.state == "done" and approval.operation_id:
+        blocks.append(section(f"*done*: ran as `{approval.operation_id}`"))
     else:
-        blocks.append(section(f"*{state}*"))
+        blocks.append(section(f"*{approval.state}*"))
     return as_dicts(blocks)
 
 

@@ -36,7 +36,9 @@ from bot.slack.progress import SlackProgress
 from bot.slack.replays import RecentRequests
 from bot.slack.views import query_answer
 from bot.slack.window_door import window_command
+from bot.store.records import ApprovalRecord
 from bot.store.slack import SLACK_SCOPE
+from bot.windows import planned
 from commands.grammar import Parsed, help_lines, parse
 
 logger = logging.getLogger(__name__)
@@ -412,7 +414,7 @@ class SlackDoor:
             await self._tell(origin, _unreachable(env, exc))
             return
         needed = self.rbac.approvals_needed(plan.kind, env)
-        if needed:
+        if needed or parsed.in_window:
             await self._request_approval(parsed, env, origin, shown, plan, needed)
             return
         await self.run_operation(plan, origin=origin, command=shown, reason=None)
@@ -473,7 +475,12 @@ class SlackDoor:
     async def _request_approval(
         self, parsed: Parsed, env: str, origin: Origin, shown: str, plan: Plan, needed: int
     ) -> None:
+        """Ask for approvals; an operation planned for a window waits there, its approvals valid
+        until the window closes (and it may need none)."""
         now = self.rt.clock.now()
+        window = None
+        if parsed.in_window:
+            window = await planned.window_for(self.rt, env=env, window_id=parsed.in_window, now=now)
         approval = await self.rt.store.create_approval(
             kind=plan.kind,
             env=env,
@@ -489,27 +496,47 @@ class SlackDoor:
             needed=needed,
             channel=origin.channel,
             now=now,
-            expires_at=now + APPROVAL_TTL,
+            expires_at=window.ends_at if window else now + APPROVAL_TTL,
+            window_id=window.id if window else None,
         )
+        await self.rt.store.audit(
+            actor=origin.user,
+            source=self.source,
+            kind="plan" if window else "request",
+            command=shown,
+            outcome=f"planned for window {window.id}" if window else "approval requested",
+            env=env,
+            details={"approval": approval.id, "needed": needed},
+            now=now,
+        )
+        head = "Planned" if window else "Approval requested"
         await self.outbox.post(
             f"{approval.id}:request",
             channel=origin.channel,
-            text=f"Approval requested: {shown}",
-            blocks=self._approval_blocks(approval),
+            text=f"{head}: {shown}",
+            blocks=await self._approval_blocks(approval),
         )
+        if window and approval.state == "approved":
+            await self._start_if_window_open(approval)
 
-    def _approval_blocks(self, approval: Any) -> list[dict[str, Any]]:
-        return blocks.approval_blocks(
-            approval_id=approval.id,
-            requester=approval.requester,
-            command=approval.command,
-            env=approval.env,
-            plan_lines=list(approval.request.get("plan", [])),
-            state=approval.state,
-            needed=approval.needed,
-            votes=[(v.voter, v.decision) for v in approval.votes],
-            expires_at=approval.expires_at.strftime("%H:%M UTC"),
-        )
+    async def _approval_blocks(self, approval: ApprovalRecord) -> list[dict[str, Any]]:
+        window = await self.rt.store.window(approval.window_id) if approval.window_id else None
+        line = planned.waiting_line(window) if window else None
+        return blocks.approval_blocks(approval, planned_for=line)
+
+    async def _start_if_window_open(self, approval: ApprovalRecord) -> None:
+        """Approved and planned for a window: start it now if the window is open, else the
+        windows scheduler does when it opens."""
+        assert approval.window_id is not None
+        window = await self.rt.store.window(approval.window_id)
+        if planned.is_open(window, self.rt.clock.now()) and await self.rt.store.claim_execution(
+            approval.id, now=self.rt.clock.now()
+        ):
+            await self._execute_approved(approval)
+
+    async def start_planned(self, approval: ApprovalRecord) -> None:
+        """The windows scheduler claimed a planned operation: run it in the background."""
+        self.spawn(self._execute_approved(approval), what="planned operation")
 
     async def vote(self, ack: Ack, body: dict[str, Any], decision: str) -> None:
         await ack()
@@ -571,17 +598,19 @@ class SlackDoor:
         await self.outbox.update(
             f"{approval.id}:request",
             text=f"Approval: {approval.state}",
-            blocks=self._approval_blocks(approval),
+            blocks=await self._approval_blocks(approval),
         )
-        if approval.state == "approved" and await self.rt.store.claim_execution(
-            approval.id, now=self.rt.clock.now()
-        ):
+        if approval.state != "approved":
+            return
+        if approval.window_id:
+            await self._start_if_window_open(approval)
+        elif await self.rt.store.claim_execution(approval.id, now=self.rt.clock.now()):
             await self._execute_approved(approval)
 
     def groups_loaded(self) -> bool:
         return all(self.groups.loaded(g) for g in self.rbac.groups_to_watch())
 
-    async def _execute_approved(self, approval: Any) -> None:
+    async def _execute_approved(self, approval: ApprovalRecord) -> None:
         request = approval.request
         parsed = parse(str(request["command"]), str(request["text"]))
         origin = Origin(
@@ -594,20 +623,31 @@ class SlackDoor:
             await self.rt.store.finish_approval(approval.id, operation_id=None, state="done")
             return
         approvers = ", ".join(v.voter for v in approval.votes if v.decision == "approve")
+        reason = f"approved by {approvers}" if approvers else None
+        if approval.window_id:
+            reason = f"planned for window {approval.window_id}" + (f", {reason}" if reason else "")
         op_id = None
         try:
             op_id = await self.run_operation(
-                plan, origin=origin, command=approval.command, reason=f"approved by {approvers}"
+                plan, origin=origin, command=approval.command, reason=reason
             )
         finally:
             await self.rt.store.finish_approval(approval.id, operation_id=op_id, state="done")
+            if approval.window_id:
+                done = await self.rt.store.get_approval(approval.id)
+                assert done is not None
+                await self.outbox.update(
+                    f"{approval.id}:request",
+                    text=f"Planned operation: {done.state}",
+                    blocks=await self._approval_blocks(done),
+                )
 
     async def expire_approvals(self) -> None:
         for approval in await self.rt.store.expire_due(now=self.rt.clock.now()):
             await self.outbox.update(
                 f"{approval.id}:request",
                 text="Approval expired",
-                blocks=self._approval_blocks(approval),
+                blocks=await self._approval_blocks(approval),
             )
             await self.rt.store.audit(
                 actor="chatops",
@@ -704,6 +744,7 @@ def _request(parsed: Parsed, env: str) -> service.OperationRequest:
         ref=parsed.ref,
         skip_env_check=parsed.skip_env_check,
         outside_window=parsed.outside_window,
+        in_window=parsed.in_window,
     )
 
 

@@ -200,7 +200,7 @@ class Approval(Base):
     __tablename__ = "approvals"
     __table_args__ = (
         CheckConstraint(_one_of("state", APPROVAL_STATES), name="state"),
-        CheckConstraint("needed >= 1", name="needed"),
+        CheckConstraint("needed >= 0", name="needed"),
         Index("ix_approvals_state_expires_at", "state", "expires_at"),
     )
 
@@ -219,6 +219,7 @@ class Approval(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     operation_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    window_id: Mapped[str | None] = mapped_column(String(16), index=True)
 
 
 class ApprovalVote(Base):

@@ -144,7 +144,9 @@ class ApprovalRecord:
     """A risky operation requested in Slack, waiting for (or past) a second person's approval.
 
     `pending` → `approved` | `rejected` | `expired` | `cancelled`; `approved` → `executing` (claimed
-    exactly once) → `done`. `request` is the parsed request the bot runs once approved.
+    exactly once) → `done`. `request` is the parsed request the bot runs once approved. One
+    planned for a maintenance window (`window_id`) runs when the window is open, expires when it
+    closes, and may need no approver at all (`needed` 0: approved from the start).
     """
 
     id: str
@@ -163,6 +165,7 @@ class ApprovalRecord:
     decided_at: datetime | None
     operation_id: str | None
     votes: tuple[ApprovalVoteRecord, ...]
+    window_id: str | None = None
 
     @property
     def approvers(self) -> tuple[str, ...]:

@@ -108,14 +108,16 @@ class SlackStore:
         channel: str,
         now: datetime,
         expires_at: datetime,
+        window_id: str | None = None,
     ) -> ApprovalRecord:
         """Record a `pending` approval (id `ap-` + 10 hex), before its Slack message is posted.
 
         `request` and `command` are redacted like everything else the store keeps: the request
-        that comes back (and runs once approved) is the stored one.
+        that comes back (and runs once approved) is the stored one. Planned for a window, it may
+        need no approver: it is then `approved` from the start and waits for the window.
         """
         _require_aware(now, expires_at)
-        if needed < 1:
+        if needed < (0 if window_id else 1):
             raise ValueError(f"an approval needs at least 1 approver, not {needed}")
         if expires_at <= now:
             raise ValueError("an approval must expire after it is created")
@@ -128,13 +130,14 @@ class SlackStore:
             command=self._redact(command),
             requester=requester,
             needed=needed,
-            state="pending",
+            state="pending" if needed else "approved",
             channel=channel,
             message_ts=None,
             created_at=now,
             expires_at=expires_at,
-            decided_at=None,
+            decided_at=None if needed else now,
             operation_id=None,
+            window_id=window_id,
         )
         async with self._transaction() as session:
             session.add(row)
@@ -278,6 +281,35 @@ class SlackStore:
                     assert record is not None
                     records.append(record)
         return records
+
+    async def planned_for(self, window_id: str) -> list[ApprovalRecord]:
+        """The operations planned for a window, in the order they were requested."""
+        async with self._transaction() as session:
+            rows = (
+                await session.scalars(
+                    select(Approval)
+                    .where(Approval.window_id == window_id)
+                    .order_by(Approval.created_at, Approval.id)
+                )
+            ).all()
+            votes = await _load_votes(session, [r.id for r in rows])
+            return [_approval_record(r, votes[r.id]) for r in rows]
+
+    async def end_planned(
+        self, window_id: str, *, state: ApprovalState, now: datetime
+    ) -> list[ApprovalRecord]:
+        """A window closed or was cancelled: its planned operations that never started (pending,
+        or approved and unclaimed) become `state`; each is returned to exactly one caller."""
+        ended: list[ApprovalRecord] = []
+        for planned in await self.planned_for(window_id):
+            if planned.state not in ("pending", "approved"):
+                continue
+            async with self._transaction() as session:
+                if await _set_state(session, planned.id, planned.state, state, decided_at=now):
+                    record = await _load_approval(session, planned.id)
+                    assert record is not None
+                    ended.append(record)
+        return ended
 
     async def cancel_approval(self, approval_id: str, *, by: str, now: datetime) -> bool:
         """`pending` → `cancelled`; False when it was no longer pending (or is unknown). Who may
@@ -685,6 +717,7 @@ def _approval_record(row: Approval, votes: Iterable[ApprovalVote]) -> ApprovalRe
         decided_at=row.decided_at,
         operation_id=row.operation_id,
         votes=tuple(_vote_record(v) for v in votes),
+        window_id=row.window_id,
     )
 
 

@@ -6,7 +6,8 @@ held; a replica that dies loses it when the TTL runs out, and a standby takes it
 try. The leader runs `run_due` every tick (windows scheduled by other processes, the flag set
 again) and at the next notice's due time, to the second: APScheduler 3 only wakes it then (its
 own clock cannot be injected, so the store and `run_due` decide what is due). Claims in the
-store keep a notice from going out twice even while two replicas both think they lead.
+store keep a notice from going out twice even while two replicas both think they lead. The
+leader also starts the operations planned for an open window (`start_planned`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from bot.engine.runner import owner_id
 from bot.errors import BotError, LockHeld
 from bot.locks import Lock
 from bot.runtime import Runtime
+from bot.windows.planned import StartPlanned
 from bot.windows.scheduler import run_due
 
 logger = logging.getLogger(__name__)
@@ -31,8 +33,9 @@ _NEXT_JOB = "windows-next-due"
 
 
 class WindowScheduler:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, *, start_planned: StartPlanned | None = None) -> None:
         self._rt = rt
+        self._start_planned = start_planned
         self._tick_s = rt.settings.CHATOPS_SCHEDULER_TICK_S
         self._woken = asyncio.Event()
         self._next_due: datetime | None = None
@@ -83,7 +86,12 @@ class WindowScheduler:
         while not stop.is_set() and not lock.lost.is_set():
             self._woken.clear()
             try:
-                await run_due(self._rt, now=self._rt.clock.now(), claimer=owner_id())
+                await run_due(
+                    self._rt,
+                    now=self._rt.clock.now(),
+                    claimer=owner_id(),
+                    start_planned=self._start_planned,
+                )
                 due = await self._rt.store.next_notice_due()
             except BotError as exc:
                 logger.warning("windows scheduler: %s", exc)

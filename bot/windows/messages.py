@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from bot.config import EnvironmentConfig
-from bot.store.records import OperationRecord, WindowRecord
+from bot.store.records import ApprovalRecord, OperationRecord, WindowRecord
 from bot.windows.when import shown, zone
 
 _STATE_LINE = {
@@ -64,7 +65,11 @@ def opened_text(window: WindowRecord, *, env_config: EnvironmentConfig) -> str:
 
 
 def closed_text(
-    window: WindowRecord, operations: list[OperationRecord], *, early: str | None = None
+    window: WindowRecord,
+    operations: Sequence[OperationRecord],
+    unstarted: Sequence[ApprovalRecord] = (),
+    *,
+    early: str | None = None,
 ) -> str:
     how = f"closed early by {early}" if early else "closed"
     if operations:
@@ -72,4 +77,9 @@ def closed_text(
         summary = f"{len(operations)} operation(s) inside it: {done}"
     else:
         summary = "no operation ran inside it"
+    if unstarted:
+        dropped = "; ".join(
+            f"`{p.command}` ({len(p.approvers)} of {p.needed} approvals)" for p in unstarted
+        )
+        summary += f". Planned but never started, now dropped: {dropped}"
     return f"Maintenance window {window.id} in {window.env} {how}: SLA alerts back on. {summary}."

@@ -6,7 +6,8 @@ sets the maintenance flag again for every open window. A notice more than `grace
 skipped and logged, except an opening while the window still runs (late is better than never
 for the flag) and a closing (the flag must come down). Messages go through the outbox, so a
 Slack outage delays them and loses none. `chatops window run-due` is this, once; `chatops
-serve` runs it at each next due time.
+serve` runs it at each next due time, with `start_planned`: operations planned for an open
+window start then (see `bot.windows.planned`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.runtime import Runtime
+from bot.slack.blocks import approval_blocks
 from bot.slack.outbox import Outbox
-from bot.store.records import NoticeRecord, OperationRecord, WindowRecord
+from bot.store.records import ApprovalRecord, NoticeRecord, OperationRecord, WindowRecord
 from bot.store.windows import ANNOUNCE, CLOSE, OPEN, REMIND
 from bot.windows.flag import assert_flag, clear_flag
 from bot.windows.messages import (
@@ -25,6 +27,14 @@ from bot.windows.messages import (
     closed_text,
     opened_text,
     reminder_text,
+)
+from bot.windows.planned import (
+    EndedPlanned,
+    StartPlanned,
+    end_unstarted,
+    is_open,
+    start_ready,
+    waiting_line,
 )
 
 logger = logging.getLogger(__name__)
@@ -37,7 +47,9 @@ class Done:
     outcome: str  # sent, skipped
 
 
-async def run_due(rt: Runtime, *, now: datetime, claimer: str) -> list[Done]:
+async def run_due(
+    rt: Runtime, *, now: datetime, claimer: str, start_planned: StartPlanned | None = None
+) -> list[Done]:
     done: list[Done] = []
     grace_s = rt.config.windows.grace_s
     for notice in await rt.store.due_notices(now=now):
@@ -64,6 +76,8 @@ async def run_due(rt: Runtime, *, now: datetime, claimer: str) -> list[Done]:
         if window.state == "open" and window.env in rt.config.environments:
             env = rt.config.env(window.env)
             await assert_flag(rt.redis_for(window.env), env.maintenance_key, window, now)
+            if start_planned is not None and is_open(window, now):
+                await start_ready(rt, window, start_planned)
     return done
 
 
@@ -79,9 +93,13 @@ async def cancel(rt: Runtime, window_id: str, *, by: str, now: datetime) -> Wind
         outbox = Outbox(rt.store, rt.clock)
         text, blocks = announcement(cancelled, env_config=env)
         await outbox.update(_key(cancelled), text=text, blocks=blocks, final=True)
-        if before.state == "open":
-            ops = await _operations_inside(rt, cancelled, until=now)
-            await _post(outbox, cancelled, "closed", closed_text(cancelled, ops, early=by))
+    unstarted = await end_unstarted(
+        rt, cancelled, state="cancelled", now=now, tell=_tell_ended(outbox, cancelled)
+    )
+    if cancelled.channel and before.state == "open":
+        ops = await _operations_inside(rt, cancelled, until=now)
+        text = closed_text(cancelled, ops, unstarted, early=by)
+        await _post(outbox, cancelled, "closed", text)
     return cancelled
 
 
@@ -97,6 +115,10 @@ async def _do(rt: Runtime, notice: NoticeRecord, now: datetime) -> None:
         await rt.store.set_window_state(window.id, "closed")
     current = await rt.store.window(window.id)
     assert current is not None
+    unstarted: list[ApprovalRecord] = []
+    if notice.kind == CLOSE:
+        tell = _tell_ended(outbox, current)
+        unstarted = await end_unstarted(rt, current, state="expired", now=now, tell=tell)
     if not current.channel:
         logger.info("window %s: %s done; no channel to tell", window.id, notice.kind)
         return
@@ -114,7 +136,7 @@ async def _do(rt: Runtime, notice: NoticeRecord, now: datetime) -> None:
         text, blocks = announcement(current, env_config=env)
         await outbox.update(_key(current), text=text, blocks=blocks, final=True)
         ops = await _operations_inside(rt, current, until=current.ends_at)
-        await _post(outbox, current, "closed", closed_text(current, ops))
+        await _post(outbox, current, "closed", closed_text(current, ops, unstarted))
 
 
 async def _post(outbox: Outbox, window: WindowRecord, what: str, text: str) -> None:
@@ -128,6 +150,16 @@ async def _operations_inside(
 ) -> list[OperationRecord]:
     recent = await rt.store.list_operations(limit=200, env=window.env)
     return [op for op in reversed(recent) if window.starts_at <= op.started_at <= until]
+
+
+def _tell_ended(outbox: Outbox, window: WindowRecord) -> EndedPlanned:
+    async def tell(planned: ApprovalRecord) -> None:
+        blocks = approval_blocks(planned, planned_for=waiting_line(window))
+        await outbox.update(
+            f"{planned.id}:request", text=f"Planned operation: {planned.state}", blocks=blocks
+        )
+
+    return tell
 
 
 def _key(window: WindowRecord) -> str:

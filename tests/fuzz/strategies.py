@@ -43,6 +43,7 @@ FLAGS = [
     "--overdue",
     "--limit",
     "--lines",
+    "--in-window",
     "--bogus",
     "--",
     "-",

@@ -158,7 +158,17 @@ def test_drain_name_and_timeout_round_trip(name: str, seconds: int, form: str) -
     assert parsed.mutating and parsed.env is None
 
 
-ALL_FLAGS = ["--env", "--timeout-s", "--ref", "--to", "--limit", "--lines", "--all", "--overdue"]
+ALL_FLAGS = [
+    "--env",
+    "--timeout-s",
+    "--ref",
+    "--to",
+    "--limit",
+    "--lines",
+    "--all",
+    "--overdue",
+    "--in-window",
+]
 ACTION_NAMES = [(c, a) for c in ACTIONS for a in ACTIONS[c] if a != "help"]
 
 
@@ -173,3 +183,15 @@ def test_a_flag_the_action_does_not_take_is_refused_by_name(
     target = {"op": "op-0123456789", None: ""}.get(spec.target, "sla")
     with pytest.raises(BadInput, match=re.escape(f"does not take {flag}")):
         parse(command, f"{action} {target} {flag}{'=1' if inline else ' 1'}")
+
+
+def test_in_window_takes_a_window_id_and_excludes_the_override() -> None:
+    parsed = parse("/worker", "deploy notification --ref v2 --in-window w-0a1b2c")
+    assert (parsed.in_window, parsed.ref) == ("w-0a1b2c", "v2")
+    assert parse("/queue", "drain sla --in-window=w-0a1b2c").in_window == "w-0a1b2c"
+    with pytest.raises(BadInput, match="not a window id"):
+        parse("/worker", "restart notification --in-window tomorrow")
+    with pytest.raises(BadInput, match="cannot go together"):
+        parse("/worker", "restart notification --in-window w-0a1b2c --outside-window")
+    with pytest.raises(BadInput, match="does not take --in-window"):
+        parse("/queue", "pause sla --in-window w-0a1b2c")

@@ -118,7 +118,7 @@ async def test_upgrading_from_0001_keeps_the_data(db_url: str) -> None:
         }
 
         await store.upgrade()
-        assert await store.revision() == migrate.head_revision() == "0006"
+        assert await store.revision() == migrate.head_revision() == "0007"
         assert await store.get_operation(op.id) == before
         assert await store.audit_events(limit=10) == events
         assert [r.id for r in await store.pending_restores(op.id)] == [restore]
@@ -150,12 +150,12 @@ async def test_downgrading_to_0001_drops_only_the_slack_tables(store: Store, db_
     assert not tables & SLACK_TABLES
     assert len(await store.audit_events(limit=10)) == 1
     await store.upgrade()
-    assert await store.revision() == "0006"
+    assert await store.revision() == "0007"
     assert await store.pending_slack(limit=10) == []
 
 
 async def test_the_slack_models_match_the_migration(store: Store, db_url: str) -> None:
-    assert await store.revision() == "0006"
+    assert await store.revision() == "0007"
     tables = await with_connection(db_url, lambda c: set(inspect(c).get_table_names()))
     assert tables >= SLACK_TABLES
     assert await with_connection(db_url, model_diff) == []

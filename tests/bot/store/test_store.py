@@ -83,13 +83,13 @@ async def test_upgrade_creates_the_tables_and_a_second_upgrade_is_a_no_op(db_url
     try:
         assert await store.revision() is None
         await store.upgrade()
-        assert await store.revision() == head_revision() == "0006"
+        assert await store.revision() == head_revision() == "0007"
         tables = await with_connection(db_url, lambda c: set(inspect(c).get_table_names()))
         assert tables >= TABLES
 
         await new_op(store)
         await store.upgrade()
-        assert await store.revision() == "0006"
+        assert await store.revision() == "0007"
         assert len(await store.list_operations(limit=10)) == 1
     finally:
         await store.close()
@@ -99,7 +99,7 @@ async def test_concurrent_upgrades_wait_for_each_other(db_url: str) -> None:
     first, second = await Store.open(db_url), await Store.open(db_url)
     try:
         await asyncio.gather(first.upgrade(), second.upgrade())
-        assert await first.revision() == await second.revision() == "0006"
+        assert await first.revision() == await second.revision() == "0007"
     finally:
         await first.close()
         await second.close()
