@@ -51,6 +51,7 @@ class Message:
     blocks: list[dict[str, Any]]
     seq: int = 0  # the server's answer count when it was posted
     version: int = 0  # updates received
+    metadata: dict[str, Any] | None = None  # what the outbox tags its posts with
     shown: list[str] = field(default_factory=list)  # plain lines as last printed
 
     @property
@@ -294,6 +295,9 @@ class TerminalSlack:
             "views.update": self._views_update,
             "usergroups.users.list": self._group_users,
             "users.info": self._user_info,
+            "conversations.list": self._channels,
+            "conversations.history": self._history,
+            "conversations.replies": self._history,  # replies are printed, not kept
         }
         assert set(self._handlers) == set(METHODS_CALLED), "serve every method the bot calls"
 
@@ -445,6 +449,8 @@ class TerminalSlack:
             self._touch(answer=False)
         else:
             message = Message(channel, ts, text, blocks, seq=self.answers + 1)
+            metadata = args.get("metadata")
+            message.metadata = metadata if isinstance(metadata, dict) else None
             self.messages[(channel, ts)] = message
             self.screen.posted(message)
             self._touch(answer=True)
@@ -513,6 +519,24 @@ class TerminalSlack:
         modal.updated = True
         self._touch(answer=False)
         return {"view": modal.view}
+
+    def _channels(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"channels": [{"id": self.channel, "name": "console"}]}
+
+    def _history(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args["channel"])
+        self._check_channel(channel)
+        kept = sorted(
+            (m for (c, _), m in self.messages.items() if c == channel),
+            key=lambda m: m.seq,
+            reverse=True,
+        )
+        return {
+            "messages": [
+                {"ts": m.ts, "text": m.text, **({"metadata": m.metadata} if m.metadata else {})}
+                for m in kept
+            ]
+        }
 
     def _group_users(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"users": []}  # the console knows no user groups: roles by user id only

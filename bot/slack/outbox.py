@@ -31,6 +31,12 @@ POST = "chat.postMessage"
 UPDATE = "chat.update"
 EPHEMERAL = "chat.postEphemeral"
 RESPONSE_URL = "response_url"
+HISTORY = "conversations.history"
+REPLIES = "conversations.replies"
+CHANNELS = "conversations.list"
+# Each post carries its outbox entry in Slack's message metadata, so a post whose sender died
+# between Slack's answer and the store's record is found in the channel instead of sent twice.
+EVENT_TYPE = "chatops_outbox"
 
 # Errors that no retry can fix: the entry is dropped (and logged) instead of blocking its message.
 _PERMANENT = {
@@ -168,6 +174,7 @@ class OutboxSender:
         self._last_update: dict[str, float] = {}
         self._next_post: dict[str, float] = {}
         self._slots: dict[int, float] = {}  # entry id -> the time its post may go
+        self._channel_ids: dict[str, str] = {}  # "#name" -> ID
         self._woken = asyncio.Event()
 
     def wake(self) -> None:
@@ -266,6 +273,12 @@ class OutboxSender:
         if slot > now + 0.05:
             self._slots[entry.id] = slot
             raise _Later(slot - now, "channel pace")
+        if entry.uncertain and await self._found_posted(entry, args):
+            return
+        args["metadata"] = {
+            "event_type": EVENT_TYPE,
+            "event_payload": {"entry": str(entry.id), "key": entry.message_key},
+        }
         try:
             response = await self._client.api_call(POST, json=args)
         except SlackApiError as exc:
@@ -280,6 +293,74 @@ class OutboxSender:
         await self._store.slack_sent(
             entry.id, result={"ts": ts, "channel": channel}, now=self._clock.now()
         )
+
+    async def _found_posted(self, entry: Any, args: dict[str, Any]) -> bool:
+        """Whether an earlier try of this post reached Slack (then it is settled, not sent).
+        Unable to look (no scope, Slack failing), it is sent again and that is logged."""
+        try:
+            channel = await self._channel_id(str(args["channel"]))
+            ts = await self._find_entry(entry, channel, args.get("thread_ts"))
+        except (SlackApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            logger.warning(
+                "outbox: cannot tell whether %s reached Slack before (%s); sending it again",
+                entry.message_key,
+                _error_of(exc),
+            )
+            return False
+        if ts is None:
+            return False
+        if not args.get("thread_ts"):
+            await self._store.set_slack_message(entry.message_key, channel=channel, ts=ts)
+        result = {"ts": ts, "channel": channel, "found": True}
+        await self._store.slack_sent(entry.id, result=result, now=self._clock.now())
+        logger.info("outbox: %s had reached Slack already (%s)", entry.message_key, ts)
+        return True
+
+    async def _find_entry(self, entry: Any, channel: str, thread_ts: object) -> str | None:
+        """The ts of the message carrying this entry: among the channel's newest 200 (it was
+        claimed a lease ago), or in the thread, whose replies come oldest first. No `oldest`
+        bound: Slack's clock and ours need not agree."""
+        query: dict[str, Any] = {"channel": channel, "include_all_metadata": "true", "limit": 200}
+        method, pages = HISTORY, 1
+        if thread_ts:
+            method, pages, query["ts"] = REPLIES, 10, str(thread_ts)
+        for _ in range(pages):
+            response = await self._client.api_call(method, http_verb="GET", params=query)
+            for message in response.get("messages") or []:
+                metadata = message.get("metadata") or {}
+                payload = metadata.get("event_payload") or {}
+                if metadata.get("event_type") == EVENT_TYPE and payload.get("entry") == str(
+                    entry.id
+                ):
+                    return str(message["ts"])
+            query["cursor"] = (response.get("response_metadata") or {}).get("next_cursor")
+            if not query["cursor"]:
+                break
+        return None
+
+    async def _channel_id(self, channel: str) -> str:
+        """Reading a channel takes its ID; the configuration may name it (`#ops`)."""
+        if not channel.startswith("#"):
+            return channel
+        if channel not in self._channel_ids:
+            cursor = ""
+            for _ in range(20):  # 20 pages of 200 channels
+                response = await self._client.api_call(
+                    CHANNELS,
+                    http_verb="GET",
+                    params={
+                        "types": "public_channel,private_channel",
+                        "exclude_archived": "true",
+                        "limit": 200,
+                        "cursor": cursor,
+                    },
+                )
+                for found in response.get("channels") or []:
+                    self._channel_ids[f"#{found.get('name')}"] = str(found["id"])
+                cursor = str((response.get("response_metadata") or {}).get("next_cursor") or "")
+                if channel in self._channel_ids or not cursor:
+                    break
+        return self._channel_ids.get(channel, channel)
 
     async def _post_via_url(self, entry: Any, args: dict[str, Any], url: str) -> None:
         payload = {"response_type": "in_channel", "text": args["text"], "blocks": args["blocks"]}
@@ -353,3 +434,9 @@ class _Later(Exception):
         super().__init__(reason)
         self.delay_s = delay_s
         self.reason = reason
+
+
+def _error_of(exc: Exception) -> str:
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error", "unknown"))
+    return type(exc).__name__

@@ -207,6 +207,9 @@ class OutboxEntry:
     result: Any
     claimed_by: str | None
     claimed_until: datetime | None
+    # Claimed before by a sender that never settled it (it died, or outlived its lease): that
+    # call may have reached Slack. A post checks the channel before it is sent again.
+    uncertain: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ write lock) before the rows it guards are read.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -401,8 +402,8 @@ class SlackStore:
         due (`not_before` <= now) and not leased to a sender (never claimed, released by
         `slack_retry`, or its lease over): a message's calls go out one at a time, in order. Each
         claim is a conditional UPDATE, so two senders never hold the same entry. An entry whose
-        lease runs out before `slack_sent` is sent again: delivery is at least once. Only
-        entries of `scope` are claimed.
+        lease runs out before `slack_sent` comes back `uncertain`: its call may have reached Slack
+        (the sender looks before posting again). Only entries of `scope` are claimed.
         """
         heads = (
             select(func.min(SlackOutbox.id).label("id"))
@@ -411,9 +412,9 @@ class SlackStore:
             .subquery()
         )
         async with self._transaction() as session:
-            candidates = (
-                await session.scalars(
-                    select(SlackOutbox.id)
+            rows = (
+                await session.execute(
+                    select(SlackOutbox.id, SlackOutbox.claimed_by)
                     .join(heads, heads.c.id == SlackOutbox.id)
                     .where(
                         SlackOutbox.scope == scope, SlackOutbox.not_before <= now, _unleased(now)
@@ -422,8 +423,11 @@ class SlackStore:
                     .limit(limit)
                 )
             ).all()
-        if not candidates:
+        if not rows:
             return []
+        candidates = [entry_id for entry_id, _ in rows]
+        # A lease that ran out unsettled (`slack_retry` and `slack_sent` clear or end it).
+        uncertain = {entry_id for entry_id, claimed_by in rows if claimed_by is not None}
         until = now + timedelta(seconds=lease_s)
         earlier = aliased(SlackOutbox)
         claimed: list[int] = []
@@ -449,7 +453,7 @@ class SlackStore:
             if not claimed:
                 return []
             # Read after claiming: the args as they are now (a coalesced update included).
-            rows = (
+            entries = (
                 await session.scalars(
                     select(SlackOutbox)
                     .where(SlackOutbox.id.in_(claimed))
@@ -457,7 +461,9 @@ class SlackStore:
                     .execution_options(populate_existing=True)
                 )
             ).all()
-            return [_outbox_entry(r) for r in rows]
+            return [
+                dataclasses.replace(_outbox_entry(e), uncertain=e.id in uncertain) for e in entries
+            ]
 
     async def slack_sent(self, entry_id: int, *, result: Any, now: datetime) -> bool:
         """Settle an entry: sent (or given up on, `result` saying why), the next of its message

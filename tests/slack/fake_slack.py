@@ -186,6 +186,9 @@ class FakeSlack:
             "users.info": self._users_info,
             "conversations.info": self._conversations_info,
             "conversations.members": self._conversations_members,
+            "conversations.list": self._conversations_list,
+            "conversations.history": self._conversations_history,
+            "conversations.replies": self._conversations_replies,
         }
         self._app = web.Application()
         self._app.add_routes(
@@ -272,25 +275,34 @@ class FakeSlack:
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
 
+    def channel_id(self, channel: str) -> str:
+        """``#name`` of a known channel -> its ID, as Slack resolves a name in a message call
+        (and answers with the ID); anything else as it is."""
+        if channel.startswith("#"):
+            for info in self.channels.values():
+                if info.get("name") == channel[1:]:
+                    return str(info["id"])
+        return channel
+
     def messages(self, channel: str) -> list[dict[str, Any]]:
         """Current state of each top-level message in ``channel``, oldest first."""
-        return self._store.top_level(channel)
+        return self._store.top_level(self.channel_id(channel))
 
     def message(self, channel: str, ts: str) -> dict[str, Any] | None:
         """One message (top-level or reply) in its current state, or None if absent/deleted."""
-        found = self._store.get(channel, ts)
+        found = self._store.get(self.channel_id(channel), ts)
         return copy.deepcopy(found) if found is not None else None
 
     def thread(self, channel: str, ts: str) -> list[dict[str, Any]]:
         """Replies to the message ``ts`` (without the parent), oldest first."""
-        return self._store.replies(channel, ts)
+        return self._store.replies(self.channel_id(channel), ts)
 
     def ephemerals(
         self, channel: str | None = None, user: str | None = None
     ) -> list[dict[str, Any]]:
         """Ephemeral messages, oldest first; ``source`` says how each came: ``chat.postEphemeral``,
         ``response_url`` or ``ack`` (a command's ack body)."""
-        return self._store.ephemerals(channel, user)
+        return self._store.ephemerals(None if channel is None else self.channel_id(channel), user)
 
     def responses(self, response_url: str) -> list[dict[str, Any]]:
         """JSON payloads posted to a response_url (by URL or id), accepted or not."""
@@ -350,7 +362,7 @@ class FakeSlack:
             message = self._store.bot_message({"text": text})
         if blocks is not None:
             message["blocks"] = blocks
-        return str(self._store.post(channel, message, thread_ts)["ts"])
+        return str(self._store.post(self.channel_id(channel), message, thread_ts)["ts"])
 
     def new_trigger_id(self, *, user: str | None = None) -> str:
         """A trigger_id as Slack puts in a command/interaction: single use, 3 s to use it."""
@@ -749,7 +761,7 @@ class FakeSlack:
     async def _chat_post_message(
         self, spec: MethodSpec, args: dict[str, Any], ctx: _Context
     ) -> dict[str, Any]:
-        channel = str(args["channel"])
+        channel = self.channel_id(str(args["channel"]))
         self._check_channel(spec.name, channel)
         content = self._message_content(spec.name, args, ctx, truncate=True)
         thread_ts = args.get("thread_ts") or None
@@ -771,7 +783,7 @@ class FakeSlack:
     async def _chat_update(
         self, spec: MethodSpec, args: dict[str, Any], ctx: _Context
     ) -> dict[str, Any]:
-        channel, ts = str(args["channel"]), str(args["ts"])
+        channel, ts = self.channel_id(str(args["channel"])), str(args["ts"])
         message = self._message_or_fail(spec.name, channel, ts)
         content = self._message_content(spec.name, args, ctx, truncate=False)
         if message.get("user") != self.bot_user_id:
@@ -790,7 +802,7 @@ class FakeSlack:
     async def _chat_delete(
         self, spec: MethodSpec, args: dict[str, Any], ctx: _Context
     ) -> dict[str, Any]:
-        channel, ts = str(args["channel"]), str(args["ts"])
+        channel, ts = self.channel_id(str(args["channel"])), str(args["ts"])
         message = self._message_or_fail(spec.name, channel, ts)
         if message.get("user") != self.bot_user_id:
             raise SlackError(
@@ -802,7 +814,7 @@ class FakeSlack:
     async def _chat_post_ephemeral(
         self, spec: MethodSpec, args: dict[str, Any], ctx: _Context
     ) -> dict[str, Any]:
-        channel, user = str(args["channel"]), str(args["user"])
+        channel, user = self.channel_id(str(args["channel"])), str(args["user"])
         self._check_channel(spec.name, channel)
         content = self._message_content(spec.name, args, ctx, truncate=True)
         members = self.members.get(channel)
@@ -816,7 +828,7 @@ class FakeSlack:
     async def _chat_get_permalink(
         self, spec: MethodSpec, args: dict[str, Any], ctx: _Context
     ) -> dict[str, Any]:
-        channel, ts = str(args["channel"]), str(args["message_ts"])
+        channel, ts = self.channel_id(str(args["channel"])), str(args["message_ts"])
         message = self._store.get(channel, ts)
         if message is None:
             raise SlackError("message_not_found")
@@ -927,6 +939,70 @@ class FakeSlack:
         if truthy(args.get("include_num_members")) and info["id"] in self.members:
             info["num_members"] = len(self.members[info["id"]])
         return {"ok": True, "channel": info}
+
+    async def _conversations_list(
+        self, spec: MethodSpec, args: dict[str, Any], ctx: _Context
+    ) -> dict[str, Any]:
+        kinds = set(str(args.get("types") or "public_channel").split(","))
+        listed = [
+            copy.deepcopy(info)
+            for info in self.channels.values()
+            if ("private_channel" if info.get("is_private") else "public_channel") in kinds
+            and not (truthy(args.get("exclude_archived")) and info.get("is_archived"))
+        ]
+        page, next_cursor = self._page(spec, args, listed)
+        return {"ok": True, "channels": page, "response_metadata": {"next_cursor": next_cursor}}
+
+    async def _conversations_history(
+        self, spec: MethodSpec, args: dict[str, Any], ctx: _Context
+    ) -> dict[str, Any]:
+        channel = str(args["channel"])
+        if channel.startswith("#"):
+            raise SlackError(
+                "channel_not_found", violation=f"{spec.name}: takes an ID, not {channel}"
+            )
+        self._check_channel(spec.name, channel)
+        found = self._store.top_level(channel)
+        return self._history(spec, args, list(reversed(found)))  # newest first, as Slack
+
+    async def _conversations_replies(
+        self, spec: MethodSpec, args: dict[str, Any], ctx: _Context
+    ) -> dict[str, Any]:
+        channel, ts = str(args["channel"]), str(args["ts"])
+        parent = self._message_or_fail(spec.name, channel, ts)
+        return self._history(spec, args, [parent, *self._store.replies(channel, ts)])
+
+    def _history(
+        self, spec: MethodSpec, args: dict[str, Any], found: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        oldest = float(args.get("oldest") or 0)
+        shown = []
+        for message in found:
+            if float(message["ts"]) < oldest:
+                continue
+            message = copy.deepcopy(message)
+            if not truthy(args.get("include_all_metadata")):
+                message.pop("metadata", None)
+            shown.append(message)
+        page, next_cursor = self._page(spec, args, shown)
+        return {
+            "ok": True,
+            "messages": page,
+            "has_more": bool(next_cursor),
+            "response_metadata": {"next_cursor": next_cursor},
+        }
+
+    @staticmethod
+    def _page(
+        spec: MethodSpec, args: dict[str, Any], items: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], str]:
+        try:
+            limit = int(args.get("limit") or 100)
+            start = int(args.get("cursor") or 0)
+        except ValueError:
+            raise SlackError("invalid_cursor", violation=f"{spec.name}: bad cursor") from None
+        end = start + limit
+        return items[start:end], str(end) if end < len(items) else ""
 
     async def _conversations_members(
         self, spec: MethodSpec, args: dict[str, Any], ctx: _Context

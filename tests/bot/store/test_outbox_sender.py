@@ -70,3 +70,57 @@ async def test_a_delayed_update_goes_out_when_due(running: Running):
     await running.outbox.update("k2", text="v2", blocks=[], delay_s=1.0)
     (update,) = await running.slack.wait_for_calls("chat.update", timeout_s=10)
     assert update.args["text"] == "v2"
+
+
+async def _as_if_its_sender_died(store: Store, message_key: str) -> None:
+    """What a sender SIGKILLed in the middle of a post leaves: the entry claimed, unsettled, its
+    lease over (the same rows a crash leaves; see `claim_slack`)."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from bot.store.models import SlackOutbox
+
+    async with store._transaction() as session:
+        await session.execute(
+            update(SlackOutbox)
+            .where(SlackOutbox.message_key == message_key)
+            .values(
+                sent_at=None,
+                result=None,
+                claimed_by="dead-host:1:gone",
+                claimed_until=datetime.now(UTC) - timedelta(seconds=1),
+            )
+        )
+
+
+@pytest.mark.parametrize("reached_slack", [True, False])
+async def test_a_post_whose_sender_died_is_sent_once(
+    store: Store, fake_slack: FakeSlack, reached_slack: bool
+):
+    fake_slack.add_channel("C1", name="ops", members=["UBOT"])
+    clock = SystemClock()
+    client = AsyncWebClient(token=fake_slack.bot_token, base_url=fake_slack.api_url)
+    outbox = Outbox(store, clock)
+    await outbox.post("window:w-1:remind:15", channel="#ops", text="reminder", blocks=[])
+    first = OutboxSender(store=store, client=client, clock=clock, claimer="first")
+    if reached_slack:
+        assert await first.run_once() == 1
+        assert len(fake_slack.messages("C1")) == 1
+    await _as_if_its_sender_died(store, "window:w-1:remind:15")
+    assert await store.slack_message("window:w-1:remind:15") is not None or not reached_slack
+
+    second = OutboxSender(store=store, client=client, clock=clock, claimer="second")
+    assert await second.run_once() == 1
+    (message,) = fake_slack.messages("C1")
+    assert message["text"] == "reminder"
+    assert message["metadata"]["event_type"] == "chatops_outbox"
+    # The second sender looked first, by the channel's ID (the configuration names it).
+    (history,) = fake_slack.calls_to("conversations.history")
+    assert history.args["channel"] == "C1"
+    record = await store.slack_message("window:w-1:remind:15")
+    assert record is not None and record.ts == message["ts"]
+    # Settled: nothing is left to send.
+    assert await second.run_once() == 0
+    await first.aclose()
+    await second.aclose()
