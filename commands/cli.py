@@ -36,7 +36,7 @@ from bot.logs import configure_logging
 from bot.runtime import Runtime, open_runtime
 from bot.store import Store
 from bot.windows.messages import span
-from bot.windows.schedule import cancel_window, schedule_window, upcoming
+from bot.windows.schedule import cancel_window, reschedule_window, schedule_window, upcoming
 from bot.windows.scheduler import run_due
 from commands.console import ConsoleProgress
 
@@ -60,7 +60,7 @@ config_app = typer.Typer(help="Configuration.")
 db_app = typer.Typer(help="The bot's own database.")
 redis_app = typer.Typer(help="The Redis of an environment.")
 window_app = typer.Typer(
-    help="Maintenance windows: schedule, list, show, cancel; run-due does what is due now."
+    help="Maintenance windows: schedule, reschedule, list, show, cancel; run-due does what is due."
 )
 for sub, name in (
     (queue_app, "queue"),
@@ -919,6 +919,39 @@ def window_schedule(
             _print_json(_asdict(window))
             return
         out.print(f"window {window.id} in {env}: {escape(span(window))}")
+
+    _execute(body)
+
+
+@window_app.command("reschedule")
+def window_reschedule(
+    window_id: Annotated[str, typer.Argument(help="The window (see window list).")],
+    when: Annotated[
+        str,
+        typer.Argument(
+            help="New start: ISO date-time, HH:MM [today|tomorrow] or 'in 2h' (quoted)."
+        ),
+    ],
+    duration: Annotated[
+        str | None, typer.Argument(help="New length (30m, 2h); default: unchanged.")
+    ] = None,
+    tz: Annotated[
+        str | None,
+        typer.Option("--tz", help="Time zone of WHEN (default: the window's own)."),
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """Move a window not open yet: its announcement is updated in place, reminders follow."""
+
+    async def body(rt: Runtime) -> None:
+        window = await reschedule_window(
+            rt, window_id, when=when, duration=duration, actor=_actor(), timezone=tz
+        )
+        await service.deliver_slack(rt)
+        if as_json:
+            _print_json(_asdict(window))
+            return
+        out.print(f"window {window.id} in {window.env}: {escape(span(window))}")
 
     _execute(body)
 

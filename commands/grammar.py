@@ -113,13 +113,19 @@ ACTIONS: dict[str, dict[str, Action]] = {
             Action("schedule", "schedule <env> <when> <duration> [reason]", "schedule", True),
             Action("list", "list [--env E]", None, False),
             Action("cancel", "cancel <window-id>", "window", True),
+            Action("reschedule", "reschedule <window-id> <when> [duration]", "reschedule", True),
         )
     },
 }
 
 # The permission each action needs (config `permissions` use these names).
 PERMISSION = {"show": "history", "incidents": "history", "help": "help"}
-WINDOW_PERMISSION = {"schedule": "window", "cancel": "window", "list": "status"}
+WINDOW_PERMISSION = {
+    "schedule": "window",
+    "cancel": "window",
+    "reschedule": "window",
+    "list": "status",
+}
 
 
 def permission_of(command: str, action: str) -> str:
@@ -199,6 +205,8 @@ def parse(command: str, text: str) -> Parsed:
     values, flags, positional = _split(rest, action)
     if action.target == "schedule":
         return _schedule(command, action, positional)
+    if action.target == "reschedule":
+        return _reschedule(command, action, positional)
     target, extra = _target(command, action, positional)
     job_ids = tuple(extra)
     if extra and action.name not in ("retry", "promote"):
@@ -341,6 +349,31 @@ def help_lines(command: str | None, allowed: set[str] | None) -> list[str]:
     return lines
 
 
+def _when_words(rest: list[str]) -> int:
+    """How many words WHEN takes: `in 2h` and `HH:MM tomorrow` are two, unquoted."""
+    return 2 if rest[0].lower() == "in" or (len(rest) > 1 and rest[1] in _WHEN_DAYS) else 1
+
+
+def _reschedule(command: str, action: Action, words: list[str]) -> Parsed:
+    """`<window-id> <when> [duration]`."""
+    usage = f"usage: /{command} {action.usage}"
+    if len(words) < 2:
+        raise BadInput(usage)
+    window_id, rest = words[0], words[1:]
+    if not _WINDOW_ID.fullmatch(window_id):
+        raise BadInput(f"not a window id: {_shown(window_id)}")
+    when_words = _when_words(rest)
+    if len(rest) < when_words or len(rest) > when_words + 1:
+        raise BadInput(usage)
+    return Parsed(
+        command=command,
+        action=action.name,
+        target=window_id,
+        when=" ".join(rest[:when_words]),
+        duration=rest[when_words] if len(rest) > when_words else None,
+    )
+
+
 def _schedule(command: str, action: Action, words: list[str]) -> Parsed:
     """`<env> <when> <duration> [reason]`; WHEN may be `in 2h` or `HH:MM tomorrow` unquoted."""
     usage = f"usage: /{command} {action.usage}"
@@ -349,7 +382,7 @@ def _schedule(command: str, action: Action, words: list[str]) -> Parsed:
     env, rest = words[0], words[1:]
     if not _NAME.fullmatch(env):
         raise BadInput(f"not an environment name: {_shown(env)}")
-    when_words = 2 if rest[0].lower() == "in" or (len(rest) > 1 and rest[1] in _WHEN_DAYS) else 1
+    when_words = _when_words(rest)
     if len(rest) < when_words + 1:
         raise BadInput(usage)
     reason = " ".join(rest[when_words + 1 :])

@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 _WINDOW_ACKS = {
     "schedule": "scheduling the window…",
     "cancel": "cancelling the window…",
+    "reschedule": "moving the window…",
     "list": "looking…",
 }
 

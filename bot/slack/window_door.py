@@ -1,5 +1,5 @@
-"""`/window schedule|list|cancel` from Slack: the same service as `chatops window`, with the
-time read in the user's own zone (Slack's `users.info` `tz`, else `windows.timezone`)."""
+"""`/window schedule|list|cancel|reschedule` from Slack: the same service as `chatops window`,
+with the time read in the user's own zone (Slack's `users.info` `tz`, else `windows.timezone`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from slack_sdk.errors import SlackApiError
 from bot.engine.runner import Actor
 from bot.errors import BadInput, BotError
 from bot.windows.messages import span
-from bot.windows.schedule import cancel_window, schedule_window, upcoming
+from bot.windows.schedule import cancel_window, reschedule_window, schedule_window, upcoming
 from commands.grammar import Parsed
 
 if TYPE_CHECKING:
@@ -28,6 +28,8 @@ async def window_command(
             text = await _schedule(door, parsed, origin, shown)
         elif parsed.action == "cancel":
             text = await _cancel(door, parsed, origin, shown)
+        elif parsed.action == "reschedule":
+            text = await _reschedule(door, parsed, origin, shown)
         else:
             text = await _list(door, parsed, origin)
     except BotError as exc:
@@ -71,6 +73,25 @@ async def _cancel(door: SlackDoor, parsed: Parsed, origin: Origin, shown: str) -
         return refusal
     await cancel_window(door.rt, window_id, actor=Actor(origin.user, door.source))
     return f"✅ window `{window_id}` in {window.env} cancelled"
+
+
+async def _reschedule(door: SlackDoor, parsed: Parsed, origin: Origin, shown: str) -> str:
+    assert parsed.when is not None
+    window_id = parsed.target or ""
+    window = await door.rt.store.window(window_id)
+    if window is None:
+        raise BadInput(f"no window {window_id!r}; see /window list")
+    if (refusal := await _allowed(door, origin, window.env, shown)) is not None:
+        return refusal
+    moved = await reschedule_window(
+        door.rt,
+        window_id,
+        when=parsed.when,
+        duration=parsed.duration,
+        actor=Actor(origin.user, door.source),
+        timezone=await _user_zone(door, origin.user),
+    )
+    return f"✅ window `{window_id}` in {moved.env} moved: {span(moved)}"
 
 
 async def _list(door: SlackDoor, parsed: Parsed, origin: Origin) -> str:

@@ -13,11 +13,11 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.errors import BadInput
-from bot.store.models import Window, WindowNotice
+from bot.store.models import Approval, Window, WindowNotice
 from bot.store.records import NoticeRecord, WindowRecord
 from bot.store.sql import dml
 
@@ -61,19 +61,51 @@ class WindowStore:
             created_at=now,
             state="scheduled",
         )
-        # Announced first, even for a window that starts now (or started a moment ago).
-        notices = [(ANNOUNCE, min(now, starts_at))]
-        for minutes in sorted(set(reminders_min), reverse=True):
-            due = starts_at - timedelta(minutes=minutes)
-            if due > now:
-                notices.append((f"{REMIND}{minutes}", due))
-        notices += [(OPEN, starts_at), (CLOSE, ends_at)]
         async with self._transaction() as session:
             session.add(row)
             await session.flush()
-            for kind, due in notices:
+            for kind, due in _notices(starts_at, ends_at, reminders_min, now):
                 session.add(WindowNotice(window_id=row.id, kind=kind, due_at=due))
         return _window_record(row)
+
+    async def reschedule_window(
+        self,
+        window_id: str,
+        *,
+        starts_at: datetime,
+        ends_at: datetime,
+        reminders_min: tuple[int, ...],
+        now: datetime,
+    ) -> WindowRecord:
+        """Move a scheduled window: its reminders, opening and closing not done yet are
+        replaced by those of the new times (the announcement stays, to be updated in place);
+        the approvals of operations planned for it now last until its new end."""
+        async with self._transaction() as session:
+            row = await session.get(Window, window_id)
+            if row is None:
+                raise BadInput(f"no window {window_id!r}; see chatops window list")
+            if row.state != "scheduled":
+                raise BadInput(
+                    f"window {window_id} is {row.state}: only a window not open yet can move"
+                )
+            row.starts_at, row.ends_at = starts_at, ends_at
+            await dml(
+                session,
+                delete(WindowNotice).where(
+                    WindowNotice.window_id == window_id,
+                    WindowNotice.done_at.is_(None),
+                    WindowNotice.kind != ANNOUNCE,
+                ),
+            )
+            for kind, due in _notices(starts_at, ends_at, reminders_min, now)[1:]:
+                session.add(WindowNotice(window_id=window_id, kind=kind, due_at=due))
+            await dml(
+                session,
+                update(Approval)
+                .where(Approval.window_id == window_id, Approval.state.in_(("pending", "approved")))
+                .values(expires_at=ends_at),
+            )
+            return _window_record(row)
 
     async def window(self, window_id: str) -> WindowRecord | None:
         async with self._transaction() as session:
@@ -164,6 +196,19 @@ class WindowStore:
                 )
             ).all()
         return [(kind, outcome) for kind, outcome in rows]
+
+
+def _notices(
+    starts_at: datetime, ends_at: datetime, reminders_min: tuple[int, ...], now: datetime
+) -> list[tuple[str, datetime]]:
+    """The announcement now, each reminder still ahead, the opening and the closing."""
+    # Announced first, even for a window that starts now (or started a moment ago).
+    notices = [(ANNOUNCE, min(now, starts_at))]
+    for minutes in sorted(set(reminders_min), reverse=True):
+        due = starts_at - timedelta(minutes=minutes)
+        if due > now:
+            notices.append((f"{REMIND}{minutes}", due))
+    return [*notices, (OPEN, starts_at), (CLOSE, ends_at)]
 
 
 def _window_record(row: Window) -> WindowRecord:

@@ -27,6 +27,7 @@ from bot.windows.messages import (
     closed_text,
     opened_text,
     reminder_text,
+    span,
 )
 from bot.windows.planned import (
     EndedPlanned,
@@ -101,6 +102,22 @@ async def cancel(rt: Runtime, window_id: str, *, by: str, now: datetime) -> Wind
         text = closed_text(cancelled, ops, unstarted, early=by)
         await _post(outbox, cancelled, "closed", text)
     return cancelled
+
+
+async def moved(rt: Runtime, window: WindowRecord, *, by: str) -> None:
+    """A window was rescheduled: its announcement shows the new times (in place), and a line in
+    its thread says who moved it."""
+    if not window.channel:
+        return
+    env = rt.config.env(window.env)
+    outbox = Outbox(rt.store, rt.clock)
+    text, blocks = announcement(window, env_config=env)
+    await outbox.update(_key(window), text=text, blocks=blocks)
+    await outbox.reply(
+        _key(window),
+        f"{_key(window)}:moved:{rt.clock.now().timestamp()}",
+        text=f"Rescheduled by {by}: now {span(window)}.",
+    )
 
 
 async def _do(rt: Runtime, notice: NoticeRecord, now: datetime) -> None:

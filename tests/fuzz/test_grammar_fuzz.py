@@ -195,3 +195,16 @@ def test_in_window_takes_a_window_id_and_excludes_the_override() -> None:
         parse("/worker", "restart notification --in-window w-0a1b2c --outside-window")
     with pytest.raises(BadInput, match="does not take --in-window"):
         parse("/queue", "pause sla --in-window w-0a1b2c")
+
+
+def test_reschedule_takes_a_window_a_when_and_maybe_a_length() -> None:
+    parsed = parse("/window", "reschedule w-0a1b2c 23:30 tomorrow")
+    assert (parsed.target, parsed.when, parsed.duration) == ("w-0a1b2c", "23:30 tomorrow", None)
+    parsed = parse("/window", "reschedule w-0a1b2c in 2h 45m")
+    assert (parsed.when, parsed.duration) == ("in 2h", "45m")
+    assert parsed.permission == "window" and parsed.mutating
+    for bad in ("reschedule", "reschedule w-0a1b2c", "reschedule w-0a1b2c 10:00 1h extra"):
+        with pytest.raises(BadInput, match="usage"):
+            parse("/window", bad)
+    with pytest.raises(BadInput, match="not a window id"):
+        parse("/window", "reschedule tomorrow 10:00")

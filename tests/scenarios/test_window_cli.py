@@ -5,6 +5,7 @@ each arrive once, in order, in the environment's channel of the fake Slack."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -178,3 +179,40 @@ async def test_protected_reloads_need_an_open_window_or_an_override(
     inside = await windows.chatops(*restart)
     assert inside.code == 0, inside.output
     assert f"inside maintenance window {wid}" in inside.stdout
+
+
+async def test_reschedule_moves_the_reminders_and_updates_the_announcement_in_place(
+    windows: Scenario, fake_slack: FakeSlack
+):
+    start = _minute(datetime.now(UTC)) + timedelta(hours=3)
+    wid = (await _schedule(windows, start.strftime("%Y-%m-%dT%H:%M")))["id"]
+    (announced,) = fake_slack.messages(CHANNEL)
+    later = start + timedelta(hours=2)
+    done = await windows.chatops(
+        "window", "reschedule", wid, later.strftime("%Y-%m-%dT%H:%M"), "30m", "--json"
+    )
+    assert done.code == 0, done.output
+    moved = json.loads(done.stdout)
+    assert datetime.fromisoformat(moved["starts_at"]) == later
+    assert datetime.fromisoformat(moved["ends_at"]) == later + timedelta(minutes=30)
+    (updated,) = fake_slack.messages(CHANNEL)  # the same message, edited
+    assert updated["ts"] == announced["ts"]
+    assert later.strftime("%H:%M") in updated["blocks"][0]["text"]["text"]
+    (note,) = fake_slack.thread(CHANNEL, announced["ts"])
+    assert note["text"].startswith("Rescheduled by")
+
+    # The old times pass with nothing done; the new ones bring the reminders and the opening.
+    assert await _run_due(windows, start + timedelta(minutes=1)) == []
+    assert await _run_due(windows, later - timedelta(minutes=59)) == [f"{wid} remind:60: sent"]
+    assert await _run_due(windows, later + timedelta(seconds=5)) == [
+        f"{wid} remind:15: skipped",
+        f"{wid} open: sent",
+    ]
+    refused = await windows.chatops("window", "reschedule", wid, "in 2h")
+    assert refused.code != 0 and "only a window not open yet can move" in refused.output
+    db = sqlite3.connect(windows.tmp / "chatops.sqlite3")
+    try:
+        kinds = [row[0] for row in db.execute("select kind from audit_events order by id")]
+    finally:
+        db.close()
+    assert kinds == ["window schedule", "window reschedule"], kinds

@@ -127,6 +127,14 @@ async def test_window_from_slack_in_the_users_zone_with_permissions(
             in fake_slack.responses(refused.response_url)[0]["text"]
         )
 
+        moved = await chat.driver.command("/window", f"reschedule {wid} 22:00 tomorrow 2h")
+        await chat.wait(lambda: bool(fake_slack.responses(moved.response_url)))
+        answer = fake_slack.responses(moved.response_url)[0]["text"]
+        assert "moved" in answer and ("22:00 CET" in answer or "22:00 CEST" in answer), answer
+        await chat.wait(
+            lambda: "22:00" in fake_slack.messages(ENV_CHANNEL)[0]["blocks"][0]["text"]["text"]
+        )
+
         cancel = await chat.driver.command("/window", f"cancel {wid}")
         await chat.wait(lambda: bool(fake_slack.responses(cancel.response_url)))
         assert "cancelled" in fake_slack.responses(cancel.response_url)[0]["text"]
