@@ -126,3 +126,9 @@ class StoreUnavailable(BotError):
 
 class OperationFailed(BotError):
     pass
+
+
+def redis_unreachable(exc: BaseException) -> str:
+    """How a Redis connection error is said everywhere (CLI, steps, drains): its first line."""
+    detail = str(exc).splitlines()[0][:200] if str(exc) else "no detail"
+    return f"Redis unreachable ({type(exc).__name__}: {detail})"

@@ -31,7 +31,7 @@ from bot import service
 from bot.config import BotSettings, load_config, load_config_file
 from bot.engine.recovery import recover_interrupted
 from bot.engine.runner import Actor, owner_id
-from bot.errors import BadInput, BotError, ConfigError
+from bot.errors import BadInput, BotError, ConfigError, redis_unreachable
 from bot.logs import configure_logging
 from bot.runtime import Runtime, open_runtime
 from bot.store import Store
@@ -146,8 +146,7 @@ def _execute(body: Callable[[Runtime], Awaitable[T]]) -> T:
         _fail(str(exc), exc.exit_code)
     except (RedisConnectionError, RedisTimeoutError) as exc:
         # Down or restarting: say so, as Slack does, rather than a traceback.
-        detail = str(exc).splitlines()[0][:200] if str(exc) else "no detail"
-        _fail(f"Redis unreachable ({type(exc).__name__}: {detail}); try again once it is back", 1)
+        _fail(f"{redis_unreachable(exc)}; try again once it is back", 1)
     except KeyboardInterrupt:
         _fail("interrupted; what the operation changed was put back (see chatops ops history)", 1)
 

@@ -25,8 +25,8 @@ from bot.engine.events import (
     StepStarted,
 )
 from bot.engine.plan import Plan, StepAction
-from bot.engine.restore import put_back
-from bot.errors import BotError
+from bot.engine.restore import put_back_patiently
+from bot.errors import BotError, redis_unreachable
 from bot.locks import hold_locks
 from bot.logs import operation_logged
 from bot.metrics import OPERATIONS, STEP_SECONDS
@@ -230,6 +230,16 @@ class Engine:
                     summary = f"failed at step {index + 1} of {total} ({step.name}): {error}"
                     await self._finish_step(ctx, index, step.name, "failed", error)
                     break
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    # Not a bug of the step: Redis went away (restart, failover, network).
+                    logger.warning(
+                        "operation %s step %d: Redis unreachable: %s", ctx.op_id, index + 1, exc
+                    )
+                    state, failed_at = "failed", index
+                    error = redact(redis_unreachable(exc), secrets=ctx.secrets)
+                    summary = f"failed at step {index + 1} of {total} ({step.name}): {error}"
+                    await self._finish_step(ctx, index, step.name, "failed", error)
+                    break
                 except Exception as exc:
                     logger.exception("operation %s step %d crashed", ctx.op_id, index + 1)
                     state, failed_at = "failed", index
@@ -361,11 +371,24 @@ class Leftovers:
 async def restore_pending(ctx: StepContext) -> Leftovers:
     done: list[str] = []
     failed: list[str] = []
+    # A Redis restarting under the operation is waited for, once: after a failure the other
+    # items are tried once each, and what fails is left to do by hand.
+    patience_s = _CLEANUP_TIMEOUT_S / 2
     for item in await ctx.store.pending_restores(ctx.op_id):
         try:
             async with asyncio.timeout(_CLEANUP_TIMEOUT_S):
-                done.append(await put_back(item.kind, item.key, env=ctx.env, redis=ctx.redis))
+                done.append(
+                    await put_back_patiently(
+                        item.kind,
+                        item.key,
+                        env=ctx.env,
+                        redis=ctx.redis,
+                        clock=ctx.clock,
+                        patience_s=patience_s,
+                    )
+                )
             await ctx.store.mark_restored(item.id, now=ctx.clock.now())
         except (BotError, TimeoutError, OSError, redis.RedisError) as exc:
+            patience_s = 0.0
             failed.append(f"{item.kind} {item.key} ({type(exc).__name__})")
     return Leftovers(done, failed)

@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from bot.config import EnvironmentConfig
 from bot.engine.context import StepContext
 from bot.engine.plan import Plan, Step
 from bot.engine.restore import FLAG_OFF
-from bot.errors import OperationFailed, Refused
+from bot.errors import OperationFailed, Refused, redis_unreachable
 from bot.flags import get_flag, set_flag
 from bot.queues import (
     EventTail,
@@ -76,8 +79,8 @@ async def _check_producers(ctx: StepContext, params: DrainParams, tail: EventTai
     moved = counter - ctx.results["ids_before"]
     if not moved:
         return
-    ctx.results["ids_before"] = counter
     added = [e.job_id for e in await _read_all(tail) if e.event == "added" and e.job_id]
+    ctx.results["ids_before"] = counter  # after the read: a failed read is read again next poll
     if ctx.clock.monotonic() - ctx.results["flag_off_at"] < params.producer_grace_s:
         return  # still within the producers' cache time
     scheduled = sum(1 for job_id in added if job_id.startswith("repeat:"))
@@ -170,22 +173,45 @@ async def _watch(ctx: StepContext, params: DrainParams) -> str:
     last_progress = start
     last_seen: tuple[int, int | None] | None = None
     last_line = ""
+    unreachable_since: float | None = None
     while True:
-        (state,) = await read_states(ctx.redis, prefix=prefix, queues=[q])
-        due = await delayed_due_count(ctx.redis, prefix=prefix, queue=q, before=deadline_at)
-        completed = await completed_total(ctx.redis, prefix=prefix, queue=q)
-        remaining = _remaining(state, due)
-        line = _describe(state, due)
-        if line != last_line:
-            await ctx.emit(line)
-            last_line = line
-        ctx.validation["counts"] = state.counts.as_dict()
-        await _check_producers(ctx, params, tail)
-        if remaining == 0:
-            break
+        try:
+            (state,) = await read_states(ctx.redis, prefix=prefix, queues=[q])
+            due = await delayed_due_count(ctx.redis, prefix=prefix, queue=q, before=deadline_at)
+            completed = await completed_total(ctx.redis, prefix=prefix, queue=q)
+            if unreachable_since is not None:
+                back_at = ctx.clock.monotonic()
+                await ctx.emit(f"Redis reachable again after {back_at - unreachable_since:.1f} s")
+                unreachable_since = None
+                last_progress = back_at  # workers reconnect too: a stall counts from here
+            remaining = _remaining(state, due)
+            line = _describe(state, due)
+            if line != last_line:
+                await ctx.emit(line)
+                last_line = line
+            ctx.validation["counts"] = state.counts.as_dict()
+            await _check_producers(ctx, params, tail)
+            if remaining == 0:
+                break
+            overdue = await delayed_due_count(
+                ctx.redis, prefix=prefix, queue=q, before=ctx.clock.now()
+            )
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            # Redis restarting or failing over. Every call above only reads, so poll again until
+            # it is back, for as long as a stall would be tolerated (no worker runs without it).
+            now = ctx.clock.monotonic()
+            if unreachable_since is None:
+                unreachable_since = now
+                await ctx.emit(f"Redis unreachable ({type(exc).__name__}); retrying")
+            if now - unreachable_since >= params.stall_s or now - start >= params.timeout_s:
+                raise OperationFailed(
+                    f"{redis_unreachable(exc)}: gave up after {now - unreachable_since:.0f} s; "
+                    f"last seen: {last_line or 'nothing yet'}"
+                ) from exc
+            await ctx.clock.sleep(params.poll_interval_s)
+            continue
         seen = (remaining, completed)
         now = ctx.clock.monotonic()
-        overdue = await delayed_due_count(ctx.redis, prefix=prefix, queue=q, before=ctx.clock.now())
         c = state.counts
         # Only delayed jobs not yet due are left: that is waiting for the clock, not a stall.
         idle_by_design = c.waiting + c.prioritized + c.active + overdue == 0
