@@ -19,7 +19,7 @@ import errno
 import os
 import shlex
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,6 +32,14 @@ from bot.process import Completed, run
 
 _KEEP_LINES = 400
 _CONNECT_TIMEOUT_S = 15.0
+# What a connection lost under an SFTP call raises (asyncssh's errors and the socket's).
+_CONNECTION_LOST = (
+    asyncssh.SFTPNoConnection,
+    asyncssh.SFTPConnectionLost,
+    asyncssh.DisconnectError,
+    asyncssh.ChannelOpenError,
+    ConnectionError,
+)
 
 
 @dataclass(frozen=True)
@@ -132,7 +140,9 @@ class LocalHost:
             return False
         except PermissionError:
             return True  # alive, owned by another user
-        return True
+        # A killed daemon stays a zombie until its parent (init) reaps it, which a container's
+        # PID 1 may do late or never: signal 0 still reaches it, yet nothing runs.
+        return not await asyncio.to_thread(_is_zombie, pid)
 
     async def is_file(self, path: str) -> bool:
         return await asyncio.to_thread(os.path.isfile, path)
@@ -191,6 +201,17 @@ def _fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return False  # no /proc (not Linux), or gone since: signal 0 had the last word
+    # `pid (comm) state ...`: comm may hold spaces and parentheses, the state follows the last ')'.
+    fields = stat.rpartition(")")[2].split()
+    return bool(fields) and fields[0] == "Z"
 
 
 def _read_local(path: str, offset: int, length: int) -> bytes | None:
@@ -302,7 +323,7 @@ class SshHost:
         except TimeoutError:
             raise CommandFailed(name, f"timed out after {timeout_s:g} s on {self.name}") from None
         except (OSError, asyncssh.Error) as exc:
-            self._conn = None
+            self._forget()
             raise CommandFailed(name, f"ssh {self.name}: {type(exc).__name__}: {exc}") from None
         code = done.exit_status if done.exit_status is not None else -1
         if code == 127:
@@ -319,70 +340,97 @@ class SshHost:
                 self._sftp = await conn.start_sftp_client()
             return self._sftp
 
-    async def stat(self, path: str) -> FileStat | None:
-        sftp = await self._sftp_client()
+    @contextlib.asynccontextmanager
+    async def _sftp_session(self) -> AsyncIterator[asyncssh.SFTPClient]:
+        """The SFTP client. A connection lost under it is forgotten, so that the next call
+        connects again, and is `CommandFailed` naming this host (not an internal error)."""
         try:
-            attrs = await sftp.stat(path)
-        except asyncssh.SFTPNoSuchFile:
-            return None
+            yield await self._sftp_client()
+        except _CONNECTION_LOST as exc:
+            self._forget()
+            raise CommandFailed("sftp", f"ssh {self.name}: {type(exc).__name__}: {exc}") from None
+
+    def _forget(self) -> None:
+        """Drop a broken connection and the SFTP session riding on it."""
+        if self._conn is not None:
+            self._conn.abort()
+        self._conn = None
+        self._sftp = None
+
+    async def stat(self, path: str) -> FileStat | None:
+        async with self._sftp_session() as sftp:
+            try:
+                attrs = await sftp.stat(path)
+            except asyncssh.SFTPNoSuchFile:
+                return None
         return FileStat(attrs.size or 0, float(attrs.mtime or 0), None)
 
     async def read(self, path: str, offset: int, length: int) -> bytes | None:
-        sftp = await self._sftp_client()
-        try:
-            async with sftp.open(path, "rb") as f:
-                await f.seek(offset)
-                data = await f.read(length)
-        except asyncssh.SFTPNoSuchFile:
-            return None
+        async with self._sftp_session() as sftp:
+            try:
+                async with sftp.open(path, "rb") as f:
+                    await f.seek(offset)
+                    data = await f.read(length)
+            except asyncssh.SFTPNoSuchFile:
+                return None
         return data if isinstance(data, bytes) else str(data).encode()
 
     async def pid_alive(self, pid: int) -> bool:
-        try:
-            await self.run(["kill", "-0", str(pid)], env={"PATH": "/usr/bin:/bin"}, timeout_s=15)
-        except CommandFailed as exc:
-            # As locally: a process of another user is alive ("Operation not permitted").
-            return "not permitted" in str(exc)
-        return True
+        # check=False: only kill's own answer says the pid is gone; a lost connection or a
+        # timeout is `CommandFailed` naming this host, not a dead process.
+        done = await self.run(
+            ["kill", "-0", str(pid)], env={"PATH": "/usr/bin:/bin"}, timeout_s=15, check=False
+        )
+        # As locally: a process of another user is alive ("Operation not permitted").
+        return done.returncode == 0 or "not permitted" in done.output
 
     async def is_file(self, path: str) -> bool:
-        return bool(await (await self._sftp_client()).isfile(path))
+        async with self._sftp_session() as sftp:
+            return bool(await sftp.isfile(path))
 
     async def is_dir(self, path: str) -> bool:
-        return bool(await (await self._sftp_client()).isdir(path))
+        async with self._sftp_session() as sftp:
+            return bool(await sftp.isdir(path))
 
     async def lexists(self, path: str) -> bool:
-        return bool(await (await self._sftp_client()).lexists(path))
+        async with self._sftp_session() as sftp:
+            return bool(await sftp.lexists(path))
 
     async def readlink(self, path: str) -> str | None:
-        sftp = await self._sftp_client()
-        if not await sftp.islink(path):
-            return None
-        return str(await sftp.readlink(path))
+        async with self._sftp_session() as sftp:
+            if not await sftp.islink(path):
+                return None
+            return str(await sftp.readlink(path))
 
     async def listdir(self, path: str) -> list[str]:
-        names = await (await self._sftp_client()).listdir(path)
+        async with self._sftp_session() as sftp:
+            names = await sftp.listdir(path)
         return [str(n) for n in names if n not in (".", "..")]
 
     async def makedirs(self, path: str) -> None:
-        await (await self._sftp_client()).makedirs(path, exist_ok=True)
+        async with self._sftp_session() as sftp:
+            await sftp.makedirs(path, exist_ok=True)
 
     async def write_text(self, path: str, text: str) -> None:
-        async with (await self._sftp_client()).open(path, "w") as f:
+        async with self._sftp_session() as sftp, sftp.open(path, "w") as f:
             await f.write(text)
 
     async def symlink(self, target: str, link: str) -> None:
-        await (await self._sftp_client()).symlink(target, link)
+        async with self._sftp_session() as sftp:
+            await sftp.symlink(target, link)
 
     async def replace(self, source: str, destination: str) -> None:
-        await (await self._sftp_client()).posix_rename(source, destination)
+        async with self._sftp_session() as sftp:
+            await sftp.posix_rename(source, destination)
 
     async def unlink(self, path: str) -> None:
-        with contextlib.suppress(asyncssh.SFTPNoSuchFile):
-            await (await self._sftp_client()).remove(path)
+        async with self._sftp_session() as sftp:
+            with contextlib.suppress(asyncssh.SFTPNoSuchFile):
+                await sftp.remove(path)
 
     async def rmtree(self, path: str) -> None:
-        await (await self._sftp_client()).rmtree(path, ignore_errors=True)
+        async with self._sftp_session() as sftp:
+            await sftp.rmtree(path, ignore_errors=True)
 
     async def sync_dir(self, path: str) -> None:
         return None  # SFTP syncs files, not directories: the rename is atomic, not durable

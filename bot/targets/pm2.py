@@ -224,38 +224,56 @@ class Pm2Target:
     async def _pm2(
         self, *args: str, on_line: LineSink | None = None, timeout_s: float | None = None
     ) -> Completed:
-        await self._check_daemon()
+        daemon = await self._check_daemon()
         try:
-            return await self._host.run(
+            done = await self._host.run(
                 [self._pm2_bin, *args],
                 env=self._env,
                 timeout_s=timeout_s or self._timeout_s,
                 on_line=on_line,
             )
         except CommandFailed as exc:
+            await self._check_daemon(same_as=daemon, during=args[0])
             detail = _clean(str(exc).removeprefix(f"{exc.argv0}: "), ())
             raise CommandFailed(
                 "pm2", f"{' '.join(args)} failed for app {self.name!r}: {detail}"
             ) from exc
+        # A daemon that dies while the command talks to it is replaced by a new, empty one,
+        # whose answer (no apps) would read as a wrong app name. Only the pid file is read: a
+        # daemon dying after answering is found by the next call.
+        await self._check_daemon(same_as=daemon, during=args[0], alive=False)
+        return done
 
-    async def _check_daemon(self) -> None:
-        # Any pm2 command starts a daemon when none runs. A new, empty one would report the app
-        # as missing (a wrong PM2_HOME looks the same), so say that the daemon is not there.
+    async def _check_daemon(
+        self, *, same_as: int | None = None, during: str = "", alive: bool = True
+    ) -> int:
+        """The pid of the app's daemon. Any pm2 command starts a daemon when none runs, and a
+        new, empty one would report the app as missing (a wrong PM2_HOME looks the same), so
+        say that the daemon is not there, or (`same_as`) that it is not the one it was."""
         pid_file = os.path.join(self._pm2_home, "pm2.pid")
         where = "" if self._host.name == "local" else f" on {self._host.name}"
         raw = await self._host.read(pid_file, 0, 64)
         try:
             pid = int((raw or b"").decode().strip())
         except ValueError:
+            if same_as is None:
+                raise OperationFailed(
+                    f"pm2 daemon for {self.name!r} is not running{where}: no {pid_file} "
+                    "(is pm2_home right, and is pm2 started?)"
+                ) from None
+            pid = -1
+        if same_as is not None and pid != same_as:
+            replaced = f"; pm2 started a new one, pid {pid}, which runs no app" if pid > 0 else ""
             raise OperationFailed(
-                f"pm2 daemon for {self.name!r} is not running{where}: no {pid_file} "
-                "(is pm2_home right, and is pm2 started?)"
-            ) from None
-        if not await self._host.pid_alive(pid):
+                f"pm2 daemon for {self.name!r} is not running{where}: pid {same_as} from "
+                f"{pid_file} is gone (it died during `pm2 {during}`{replaced})"
+            )
+        if alive and not await self._host.pid_alive(pid):
             raise OperationFailed(
                 f"pm2 daemon for {self.name!r} is not running{where}: pid {pid} from "
                 f"{pid_file} is gone"
             )
+        return pid
 
 
 def _health_problem(

@@ -33,6 +33,7 @@ from bot.releases import (
 TargetFactory = Callable[[str, WorkerConfig], Target]
 
 _SETTLE_S = 3.0
+_WORKER_CHECK_S = 1.0  # how often a wait for active jobs checks the worker is still there
 PM2_DEFAULT_KILL_TIMEOUT_MS = 1600
 _RELOAD_TIMEOUT_S = 90.0
 
@@ -252,7 +253,7 @@ def quiesce_steps(cfg: WorkerConfig, target: Target) -> list[Step]:
         Step(f"pause {', '.join(cfg.queues)}", lambda ctx: _pause(ctx, cfg), 30),
         Step(
             f"wait for active jobs to finish (up to {cfg.active_wait_s:g} s)",
-            lambda ctx: _wait_idle(ctx, cfg),
+            lambda ctx: _wait_idle(ctx, cfg, target),
             cfg.active_wait_s + 15,
         ),
     ]
@@ -400,8 +401,8 @@ async def _pause(ctx: StepContext, cfg: WorkerConfig) -> str:
     )
 
 
-async def _wait_idle(ctx: StepContext, cfg: WorkerConfig) -> str:
-    start = ctx.clock.monotonic()
+async def _wait_idle(ctx: StepContext, cfg: WorkerConfig, target: Target) -> str:
+    start = next_check = ctx.clock.monotonic()
     last = -1
     while True:
         states = await read_states(ctx.redis, prefix=ctx.env.prefix, queues=cfg.queues)
@@ -411,12 +412,26 @@ async def _wait_idle(ctx: StepContext, cfg: WorkerConfig) -> str:
             last = active
         if active == 0:
             return f"no active job after {ctx.clock.monotonic() - start:.1f} s"
+        if ctx.clock.monotonic() >= next_check:
+            # A worker that died (or whose pm2 daemon did) leaves its jobs active until another
+            # worker finds them stalled: say so now rather than time out blaming the jobs.
+            await _require_running(target, active)
+            next_check = ctx.clock.monotonic() + _WORKER_CHECK_S
         if ctx.clock.monotonic() - start >= cfg.active_wait_s:
             raise OperationFailed(
                 f"{active} job(s) still active after {cfg.active_wait_s:g} s; a reload now would "
                 "kill them mid-run and they would run twice, so nothing was reloaded"
             )
         await ctx.clock.sleep(0.2)
+
+
+async def _require_running(target: Target, active: int) -> None:
+    status = await target.status()  # raises when the process manager itself is gone
+    if status.status in ("missing", "stopped", "errored"):
+        raise OperationFailed(
+            f"{target.name} is {status.status} while {active} job(s) are active: they will "
+            "not finish, and come back as stalled once a worker runs; nothing was reloaded"
+        )
 
 
 async def _kill_timeout(ctx: StepContext, cfg: WorkerConfig) -> str:
