@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import shlex
 import shutil
@@ -30,7 +31,10 @@ from bot.config import ssh_address
 from bot.errors import CommandFailed, OperationFailed
 from bot.process import Completed, run
 
+logger = logging.getLogger(__name__)
+
 _KEEP_LINES = 400
+_PID_MARK = "chatops-pid:"
 _CONNECT_TIMEOUT_S = 15.0
 # What a connection lost under an SFTP call raises (asyncssh's errors and the socket's).
 _CONNECTION_LOST = (
@@ -304,27 +308,39 @@ class SshHost:
         command = shlex.join(["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv])
         if cwd is not None:
             command = f"cd -- {shlex.quote(cwd)} && exec {command}"
+        # sshd starts each session in a process group of its own, led by the shell, whose pid
+        # the command keeps (exec): said first, it is what a timeout kills, children included.
+        command = f"echo {_PID_MARK}$$; {command}"
         conn = await self._connection()
         lines: list[str] = []
+        group: int | None = None
+        proc: asyncssh.SSHClientProcess[str] | None = None
         try:
             async with asyncio.timeout(timeout_s):
-                async with conn.create_process(command, stderr=asyncssh.STDOUT) as proc:
-                    async for raw in proc.stdout:
-                        if not raw:
-                            # asyncssh's line iterator ends with "" when EOF lands after its
-                            # last check: not a line of output (an empty line is "\n").
-                            break
-                        line = str(raw).rstrip("\r\n")
-                        lines.append(line)
-                        del lines[:-_KEEP_LINES]
-                        if on_line is not None:
-                            await on_line(line)
-                    done = await proc.wait()
+                proc = await conn.create_process(command, stderr=asyncssh.STDOUT)
+                async for raw in proc.stdout:
+                    if not raw:
+                        # asyncssh's line iterator ends with "" when EOF lands after its
+                        # last check: not a line of output (an empty line is "\n").
+                        break
+                    line = str(raw).rstrip("\r\n")
+                    if group is None and line.startswith(_PID_MARK):
+                        group = int(line.removeprefix(_PID_MARK))
+                        continue
+                    lines.append(line)
+                    del lines[:-_KEEP_LINES]
+                    if on_line is not None:
+                        await on_line(line)
+                done = await proc.wait()
         except TimeoutError:
+            await self._kill_group(conn, group)
             raise CommandFailed(name, f"timed out after {timeout_s:g} s on {self.name}") from None
         except (OSError, asyncssh.Error) as exc:
             self._forget()
             raise CommandFailed(name, f"ssh {self.name}: {type(exc).__name__}: {exc}") from None
+        finally:
+            if proc is not None:
+                proc.close()
         code = done.exit_status if done.exit_status is not None else -1
         if code == 127:
             raise CommandFailed(name, f"program not found on {self.name}")
@@ -339,6 +355,18 @@ class SshHost:
             if self._sftp is None:
                 self._sftp = await conn.start_sftp_client()
             return self._sftp
+
+    async def _kill_group(self, conn: asyncssh.SSHClientConnection, group: int | None) -> None:
+        """What a timed-out command left running on the host: its process group, killed (else
+        a hung build would run on after the step gave up on it)."""
+        if group is None:
+            return
+        kill = shlex.join(["kill", "-KILL", "--", f"-{group}"])
+        try:
+            async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+                await conn.run(kill, check=False)
+        except (OSError, asyncssh.Error, TimeoutError) as exc:
+            logger.warning("ssh %s: could not kill process group %d: %s", self.name, group, exc)
 
     @contextlib.asynccontextmanager
     async def _sftp_session(self) -> AsyncIterator[asyncssh.SFTPClient]:

@@ -5,11 +5,14 @@ reached only through SSH: every pm2 call and every log read goes over the connec
 from __future__ import annotations
 
 import json
+import secrets
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from bot.errors import CommandFailed
 from bot.hosts import SshAddress, SshHost
 from bot.releases import current_commit
 from tests.conftest import free_port
@@ -139,3 +142,28 @@ async def test_arguments_cross_ssh_as_one_argument_each(sshd: Sshd, tmp_path):
         await host.aclose()
     assert json.loads(done.lines[-1]) == [str(cwd), *hostile]
     assert not marker.exists()
+
+
+async def test_a_command_that_hangs_over_ssh_times_out_and_its_processes_are_killed(
+    sshd: Sshd,
+):
+    """A hung build on a remote host: the step gives up at its timeout, and nothing it started
+    (the command and its children) runs on after it."""
+    marker = f"{1000 + secrets.randbelow(10**6) / 10**6:.6f}"  # a unique `sleep` argument
+    host = SshHost(
+        SshAddress.parse(sshd.url), key_path=str(sshd.client_key), known_hosts=str(sshd.known_hosts)
+    )
+    try:
+        with pytest.raises(CommandFailed, match="timed out after 2 s"):
+            await host.run(
+                ["sh", "-c", f"sleep {marker} & sleep {marker}; echo never"],
+                env={"PATH": "/usr/bin:/bin"},
+                timeout_s=2,
+            )
+        # The connection is still good for the next command.
+        done = await host.run(["echo", "next"], env={"PATH": "/usr/bin:/bin"}, timeout_s=30)
+        assert done.lines == ("next",)
+    finally:
+        await host.aclose()
+    left = subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, text=True)
+    assert left.stdout == "", left.stdout
