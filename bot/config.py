@@ -384,6 +384,9 @@ class BotSettings(BaseSettings):
     CHATOPS_REDIS_TIMEOUT_S: float = Field(15.0, gt=0)
     # Longest wait to connect to the bot's own database; one statement may take three times it.
     CHATOPS_DATABASE_TIMEOUT_S: float = Field(10.0, gt=0)
+    # How long a running operation waits for its database to come back to record a step or its
+    # outcome; past it, it stops after its current step, puts back what it changed and says so.
+    CHATOPS_STORE_PATIENCE_S: float = Field(60.0, ge=0)
     SLACK_BOT_TOKEN: str | None = None
     SLACK_SIGNING_SECRET: str | None = None
     SLACK_APP_TOKEN: str | None = None

@@ -16,6 +16,7 @@ is safe to show to a user (no secrets, no stack traces). `exit_code` is what the
     ├── Refused                  a precondition for a plan is not met (exit 2)
     ├── CommandFailed            a subprocess exited non-zero or timed out (exit 1)
     ├── StoreUnavailable         the bot's own database cannot be reached (exit 1)
+    ├── OutcomeNotRecorded       an operation ran but its database stayed away (exit 1)
     └── OperationFailed          a step of an operation failed (exit 1)
 """
 
@@ -126,6 +127,12 @@ class StoreUnavailable(BotError):
 
 class OperationFailed(BotError):
     pass
+
+
+class OutcomeNotRecorded(BotError):
+    """An operation started, then its database stayed unreachable for longer than the engine
+    waits: it stopped after its current step and put back what it changed; the message says
+    where it stopped and what Redis was left with."""
 
 
 def redis_unreachable(exc: BaseException) -> str:

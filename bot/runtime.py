@@ -69,6 +69,7 @@ class Runtime:
             clock=self.clock,
             coordination=self.coordination,
             heartbeat_s=self.heartbeat_s,
+            store_patience_s=self.settings.CHATOPS_STORE_PATIENCE_S,
             secrets=self.secrets,
         )
 

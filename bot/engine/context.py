@@ -35,6 +35,11 @@ class StepContext:
     validation: dict[str, Any] = field(default_factory=dict)
     # Closed when the operation ends, whichever way (event tails, extra connections).
     resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+    # What this run noted to put back and has not put back yet (restore id: kind, key): known
+    # here too, so that it can be put back while the store cannot be read.
+    unrestored: dict[int, tuple[str, str]] = field(default_factory=dict)
+    # How each step that ended ended (index: state), known even when the store is not.
+    steps_ended: dict[int, str] = field(default_factory=dict)
     _output: list[str] = field(default_factory=list)
 
     async def emit(self, line: str) -> None:
@@ -49,9 +54,12 @@ class StepContext:
 
     async def record_restore(self, kind: str, key: str) -> int:
         """Note, before changing it, what must be put back if this operation dies."""
-        return await self.store.add_restore(
+        restore_id = await self.store.add_restore(
             self.op_id, kind=kind, env=self.env_name, key=key, now=self.clock.now()
         )
+        self.unrestored[restore_id] = (kind, key)
+        return restore_id
 
     async def restored(self, restore_id: int) -> None:
+        self.unrestored.pop(restore_id, None)
         await self.store.mark_restored(restore_id, now=self.clock.now())

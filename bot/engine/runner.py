@@ -9,8 +9,10 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 import redis.asyncio as redis
 
@@ -22,11 +24,12 @@ from bot.engine.events import (
     OperationFinished,
     OperationStarted,
     StepFinished,
+    StepOutput,
     StepStarted,
 )
 from bot.engine.plan import Plan, StepAction
 from bot.engine.restore import put_back_patiently
-from bot.errors import BotError, redis_unreachable
+from bot.errors import BotError, OutcomeNotRecorded, StoreUnavailable, redis_unreachable
 from bot.locks import hold_locks
 from bot.logs import operation_logged
 from bot.metrics import OPERATIONS, STEP_SECONDS
@@ -36,6 +39,9 @@ from bot.store import Store
 logger = logging.getLogger(__name__)
 
 _CLEANUP_TIMEOUT_S = 30.0
+_STORE_RETRY_S = 1.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,15 @@ class _Cancelled(Exception):
     pass
 
 
+class _StoreGone(Exception):
+    """The store stayed unavailable for longer than the engine's patience."""
+
+    def __init__(self, cause: StoreUnavailable, *, what: str) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.what = what
+
+
 class Engine:
     def __init__(
         self,
@@ -80,6 +95,7 @@ class Engine:
         clock: Clock,
         coordination: Callable[[str], redis.Redis],
         heartbeat_s: float = 2.0,
+        store_patience_s: float = 60.0,
         lock_ttl_ms: int = 30_000,
         secrets: tuple[str, ...] = (),
     ) -> None:
@@ -87,6 +103,7 @@ class Engine:
         self._clock = clock
         self._coordination = coordination
         self._heartbeat_s = heartbeat_s
+        self._store_patience_s = store_patience_s
         self._lock_ttl_ms = lock_ttl_ms
         self._secrets = secrets
 
@@ -161,30 +178,43 @@ class Engine:
                 )
                 started = time.monotonic()
 
-                async def record(state: str, summary: str) -> None:
+                async def record(state: str, summary: str, *, patience_s: float) -> None:
                     duration_ms = int((time.monotonic() - started) * 1000)
                     logger.info("operation %s finished %s in %d ms", op_id, state, duration_ms)
-                    await self._store.audit(
-                        actor=actor.name,
-                        source=actor.source,
-                        kind="operation",
-                        command=redact(command, secrets=self._secrets),
-                        outcome=state,
-                        env=plan.env,
-                        reason=reason,
-                        duration_ms=duration_ms,
-                        operation_id=op_id,
-                        details={"summary": summary},
-                        now=self._clock.now(),
+                    await self._patiently(
+                        ctx,
+                        "its outcome",
+                        patience_s,
+                        lambda: self._store.audit(
+                            actor=actor.name,
+                            source=actor.source,
+                            kind="operation",
+                            command=redact(command, secrets=self._secrets),
+                            outcome=state,
+                            env=plan.env,
+                            reason=reason,
+                            duration_ms=duration_ms,
+                            operation_id=op_id,
+                            details={"summary": summary},
+                            now=self._clock.now(),
+                        ),
                     )
 
                 try:
                     outcome = await self._run_steps(plan, ctx, owner, lock.lost)
                 except asyncio.CancelledError:
                     # Stopped from outside (Ctrl-C, SIGTERM): the audit row is still written.
-                    await asyncio.shield(record("cancelled", "cancelled: the bot was stopped"))
+                    with contextlib.suppress(_StoreGone):
+                        await asyncio.shield(
+                            record("cancelled", "cancelled: the bot was stopped", patience_s=0)
+                        )
                     raise
-                await record(outcome.state, outcome.summary)
+                except _StoreGone as exc:
+                    raise await self._not_recorded(plan, ctx, exc) from None
+                try:
+                    await record(outcome.state, outcome.summary, patience_s=self._store_patience_s)
+                except _StoreGone as exc:  # the operation's own row holds the outcome
+                    logger.error("operation %s: audit of its outcome not recorded: %s", op_id, exc)
                 OPERATIONS.labels(plan.kind, plan.env, outcome.state).inc()
                 await sink(
                     OperationFinished(op_id, outcome.state, outcome.summary, outcome.validation)
@@ -207,7 +237,12 @@ class Engine:
                     break
                 ctx.step_index = index
                 ctx.step_started_s = self._clock.monotonic()
-                await self._store.start_step(ctx.op_id, index, now=self._clock.now())
+                await self._patiently(
+                    ctx,
+                    f"the start of step {index + 1}",
+                    self._store_patience_s,
+                    partial(self._store.start_step, ctx.op_id, index, now=self._clock.now()),
+                )
                 await ctx.sink(StepStarted(ctx.op_id, index, step.name))
                 try:
                     detail = await self._run_step(
@@ -260,7 +295,19 @@ class Engine:
                     )
         except asyncio.CancelledError:
             # The process is being stopped (Ctrl-C, SIGTERM): put things back, record, re-raise.
-            await asyncio.shield(self._wind_up(ctx, "cancelled", "cancelled: the bot was stopped"))
+            try:
+                await asyncio.shield(
+                    self._wind_up(ctx, "cancelled", "cancelled: the bot was stopped", patience_s=0)
+                )
+            except _StoreGone as exc:
+                leftovers = await asyncio.shield(_put_back_known(ctx))
+                logger.error(
+                    "operation %s stopped; not recorded (%s); put back: %s; left: %s",
+                    ctx.op_id,
+                    exc,
+                    ", ".join(leftovers.done) or "nothing",
+                    ", ".join(leftovers.failed) or "nothing",
+                )
             raise
         finally:
             watcher.cancel()
@@ -268,15 +315,26 @@ class Engine:
                 await watcher
         if failed_at is not None:
             for index in range(failed_at + 1, total):
-                await self._store.finish_step(
-                    ctx.op_id,
-                    index,
-                    state="skipped",
-                    output=None,
-                    error=None,
-                    now=self._clock.now(),
+                await self._patiently(
+                    ctx,
+                    f"step {index + 1} as skipped",
+                    self._store_patience_s,
+                    partial(
+                        self._store.finish_step,
+                        ctx.op_id,
+                        index,
+                        state="skipped",
+                        output=None,
+                        error=None,
+                        now=self._clock.now(),
+                    ),
                 )
-        return await self._wind_up(ctx, state, summary or self._success_summary(plan, ctx))
+        return await self._wind_up(
+            ctx,
+            state,
+            summary or self._success_summary(plan, ctx),
+            patience_s=self._store_patience_s,
+        )
 
     async def _run_step(
         self,
@@ -313,32 +371,117 @@ class Engine:
         STEP_SECONDS.labels(ctx.kind, str(index + 1), state).observe(
             max(0.0, self._clock.monotonic() - ctx.step_started_s)
         )
-        await self._store.finish_step(
-            ctx.op_id,
-            index,
-            state=state,
-            output=output or None,
-            error=detail if state in ("failed", "cancelled") else None,
-            now=self._clock.now(),
+        ctx.steps_ended[index] = state
+        await self._patiently(
+            ctx,
+            f"the end of step {index + 1}",
+            self._store_patience_s,
+            partial(
+                self._store.finish_step,
+                ctx.op_id,
+                index,
+                state=state,
+                output=output or None,
+                error=detail if state in ("failed", "cancelled") else None,
+                now=self._clock.now(),
+            ),
         )
         await ctx.sink(StepFinished(ctx.op_id, index, name, state, detail))
 
-    async def _wind_up(self, ctx: StepContext, state: str, summary: str) -> Outcome:
+    async def _wind_up(
+        self, ctx: StepContext, state: str, summary: str, *, patience_s: float
+    ) -> Outcome:
         await ctx.resources.aclose()
-        leftovers = await restore_pending(ctx)
+        leftovers = await self._patiently(
+            ctx, "what it put back", patience_s, lambda: restore_pending(ctx)
+        )
         if leftovers.done:
             summary += "; put back: " + ", ".join(leftovers.done)
         if leftovers.failed:
             summary += "; STILL TO DO BY HAND: " + ", ".join(leftovers.failed)
         summary = redact(summary, secrets=ctx.secrets)
-        await self._store.finish_operation(
-            ctx.op_id,
-            state=state,
-            summary=summary,
-            validation=ctx.validation,
-            now=self._clock.now(),
+        await self._patiently(
+            ctx,
+            "its outcome",
+            patience_s,
+            partial(
+                self._store.finish_operation,
+                ctx.op_id,
+                state=state,
+                summary=summary,
+                validation=ctx.validation,
+                now=self._clock.now(),
+            ),
         )
         return Outcome(ctx.op_id, state, summary, dict(ctx.validation))
+
+    async def _patiently(
+        self, ctx: StepContext, what: str, patience_s: float, call: Callable[[], Awaitable[T]]
+    ) -> T:
+        """`call` (a write of the operation's own record), tried again while the store is
+        unavailable, for up to `patience_s`; then `_StoreGone`. What the operation already did
+        stands: it is recorded once the store answers again."""
+        give_up_at = self._clock.monotonic() + patience_s
+        since: float | None = None
+        while True:
+            try:
+                result = await call()
+            except StoreUnavailable as exc:
+                now = self._clock.monotonic()
+                if since is None:
+                    since = now
+                    logger.warning("operation %s: cannot record %s: %s", ctx.op_id, what, exc)
+                    if patience_s > 0:
+                        await self._tell(
+                            ctx,
+                            f"the bot's database is unavailable; waiting up to "
+                            f"{patience_s:g} s to record {what}",
+                        )
+                if now + _STORE_RETRY_S > give_up_at:
+                    raise _StoreGone(exc, what=what) from exc
+                await self._clock.sleep(_STORE_RETRY_S)
+                continue
+            if since is not None:
+                waited_s = self._clock.monotonic() - since
+                logger.warning("operation %s: %s recorded after %.1f s", ctx.op_id, what, waited_s)
+                await self._tell(ctx, f"the bot's database is back; recorded {what}")
+            return result
+
+    @staticmethod
+    async def _tell(ctx: StepContext, line: str) -> None:
+        """A progress line for the user only (the store is what cannot take it)."""
+        await ctx.sink(StepOutput(ctx.op_id, ctx.step_index, redact(line, secrets=ctx.secrets)))
+
+    async def _not_recorded(
+        self, plan: Plan, ctx: StepContext, exc: _StoreGone
+    ) -> OutcomeNotRecorded:
+        """The store stayed away: put back from memory what the run changed, and say where it
+        stopped and what Redis was left with."""
+        await ctx.resources.aclose()
+        leftovers = await _put_back_known(ctx)
+        ended = sorted(ctx.steps_ended.items())
+        if ended:
+            index, state = ended[-1]
+            reached = f"step {index + 1} of {len(plan.steps)} ({plan.steps[index].name}) {state}"
+        else:
+            reached = "no step ran"
+        redis_state = []
+        if leftovers.done:
+            redis_state.append("put back: " + ", ".join(leftovers.done))
+        if leftovers.failed:
+            redis_state.append("STILL TO DO BY HAND: " + ", ".join(leftovers.failed))
+        left = "; ".join(redis_state) or "nothing to put back"
+        logger.error("operation %s: outcome not recorded: %s", ctx.op_id, exc)
+        return OutcomeNotRecorded(
+            redact(
+                f"operation {ctx.op_id} ({plan.kind} {plan.target} in {plan.env}): {exc}; "
+                f"waited {self._store_patience_s:g} s to record {exc.what}, so its outcome is "
+                f"not recorded. It stopped after {reached}; Redis: {left}. The database shows "
+                "it running until the first chatops command after it is back marks it "
+                "interrupted.",
+                secrets=ctx.secrets,
+            )
+        )
 
     @staticmethod
     def _success_summary(plan: Plan, ctx: StepContext) -> str:
@@ -387,8 +530,33 @@ async def restore_pending(ctx: StepContext) -> Leftovers:
                         patience_s=patience_s,
                     )
                 )
+            ctx.unrestored.pop(item.id, None)
             await ctx.store.mark_restored(item.id, now=ctx.clock.now())
         except (BotError, TimeoutError, OSError, redis.RedisError) as exc:
             patience_s = 0.0
             failed.append(f"{item.kind} {item.key} ({type(exc).__name__})")
+    return Leftovers(done, failed)
+
+
+async def _put_back_known(ctx: StepContext) -> Leftovers:
+    """Put back what this run noted and has not put back, from memory (the store is away).
+    Each put-back is idempotent: recovery may do it again once the store is back."""
+    done: list[str] = []
+    failed: list[str] = []
+    for restore_id, (kind, key) in list(ctx.unrestored.items()):
+        try:
+            async with asyncio.timeout(_CLEANUP_TIMEOUT_S):
+                done.append(
+                    await put_back_patiently(
+                        kind,
+                        key,
+                        env=ctx.env,
+                        redis=ctx.redis,
+                        clock=ctx.clock,
+                        patience_s=_CLEANUP_TIMEOUT_S / 2,
+                    )
+                )
+            ctx.unrestored.pop(restore_id, None)
+        except (BotError, TimeoutError, OSError, redis.RedisError) as exc:
+            failed.append(f"{kind} {key} ({type(exc).__name__})")
     return Leftovers(done, failed)

@@ -1,0 +1,250 @@
+"""The bot's own PostgreSQL unreachable, end to end: the `chatops` CLI as a subprocess, its store
+behind a TCP fault proxy (tests/faults/proxy.py) in front of a private database, and the Node
+BullMQ worker fixture processing real jobs.
+
+Unreachable at start, a command refuses naming the database (never its password) and changes
+nothing in Redis. Gone in the middle of a drain, the drain finishes its work, records its outcome
+once the database answers again, and turns producers back on; if the database stays away, the
+CLI says the outcome could not be recorded and in which state it left Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as redis
+from sqlalchemy import make_url
+
+from tests.conftest import free_port
+from tests.faults.proxy import FaultProxy, fault_proxy
+from tests.fixtures.serve import served
+from tests.scenarios.conftest import Result, Scenario
+from tests.scenarios.test_slack import configure
+from tests.slack.fake_slack import FakeSlack
+
+PASSWORD = "canary-pw-9c3e"  # trust auth ignores it; it must never be shown
+DRAIN = ("queue", "drain", "sla", "--env", "test", "--yes")
+JOBS = 80
+
+
+@pytest.fixture
+async def scenario(prefix: str, redis_client: redis.Redis, tmp_path: Path) -> Scenario:
+    # As tests/scenarios/conftest.py: both configured queues exist (BullMQ has written meta).
+    for queue in ("sla", "other"):
+        await redis_client.hset(f"{prefix}:{queue}:meta", mapping={"opts.maxLenEvents": "10000"})
+    return Scenario(prefix=prefix, tmp=tmp_path, redis=redis_client)
+
+
+def use_database(scenario: Scenario, url: str, *, port: int) -> str:
+    """Point the CLI at `url` on 127.0.0.1:`port`, with a password in it; the URL used."""
+    database = make_url(url).set(host="127.0.0.1", port=port, password=PASSWORD)
+    rendered = database.render_as_string(hide_password=False)
+    scenario.extra_env["CHATOPS_DATABASE_URL"] = rendered
+    scenario.extra_env["CHATOPS_DATABASE_TIMEOUT_S"] = "1"
+    return rendered
+
+
+@pytest.fixture
+async def proxy(scenario: Scenario, fresh_pg_database: str) -> AsyncIterator[FaultProxy]:
+    """The scenario's store: its private database behind a fault proxy (mode `pass`)."""
+    database = make_url(fresh_pg_database)
+    async with fault_proxy(database.host or "127.0.0.1", database.port or 5432) as fault:
+        use_database(scenario, fresh_pg_database, port=fault.port)
+        yield fault
+
+
+# ---- what a fault must leave behind -------------------------------------------------------
+
+
+def assert_said(result: Result, *fragments: str) -> None:
+    """The CLI failed with these words (joined across rich's line wraps), no traceback, and no
+    password."""
+    assert result.code != 0, result.output
+    assert "Traceback" not in result.output, result.output
+    assert PASSWORD not in result.output, result.output
+    said = " ".join(result.output.split())
+    for fragment in fragments:
+        assert fragment in said, result.output
+
+
+async def assert_redis_untouched(scenario: Scenario) -> None:
+    """No flag written, no queue paused, no lock left, no job added."""
+    assert await scenario.flag() is None
+    for queue in ("sla", "other"):
+        assert await scenario.redis.hget(f"{scenario.prefix}:{queue}:meta", "paused") is None
+        assert await scenario.redis.llen(f"{scenario.prefix}:{queue}:wait") == 0
+    locks = [k async for k in scenario.redis.scan_iter(match=f"chatops:{scenario.prefix}:lock:*")]
+    assert locks == []
+
+
+async def drained(scenario: Scenario) -> bool:
+    wait = await scenario.redis.llen(f"{scenario.prefix}:sla:wait")
+    active = await scenario.redis.llen(f"{scenario.prefix}:sla:active")
+    return wait + active == 0
+
+
+async def finish(proc: asyncio.subprocess.Process, *, timeout_s: float = 90) -> Result:
+    try:
+        async with asyncio.timeout(timeout_s):
+            out, err = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        out, err = await proc.communicate()
+        raise AssertionError(f"chatops hung:\n{out.decode()}\n{err.decode()}") from None
+    return Result(proc.returncode or 0, out.decode(), err.decode())
+
+
+async def assert_each_job_ran_once(scenario: Scenario) -> None:
+    runs = await scenario.runs()
+    assert len(runs) == JOBS, runs
+    assert set(runs.values()) == {1}, {k: v for k, v in runs.items() if v != 1}
+    assert await scenario.redis.zcard(f"{scenario.prefix}:sla:completed") == JOBS
+
+
+# ---- unreachable at start -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["reset", "closed port"])
+async def test_start_refuses_naming_the_database_and_changes_nothing(
+    scenario: Scenario, fresh_pg_database: str, fault: str
+):
+    database = make_url(fresh_pg_database)
+    async with fault_proxy(database.host or "127.0.0.1", database.port or 5432) as proxy:
+        if fault == "reset":
+            proxy.set_mode("reset")
+            port = proxy.port
+        else:
+            port = free_port()  # nothing listens there
+        use_database(scenario, fresh_pg_database, port=port)
+        named = f"127.0.0.1:{port}/{database.database}"
+        drain = await scenario.chatops(*DRAIN, timeout_s=60)
+        assert_said(drain, "database", named, "unavailable")
+        history = await scenario.chatops("ops", "history", timeout_s=60)
+        assert_said(history, "database", named, "unavailable")
+        serve = await scenario.chatops(
+            "serve", "--port", str(free_port()), "--host", "127.0.0.1", timeout_s=60
+        )
+        assert_said(serve, "database", named, "unavailable")
+    await assert_redis_untouched(scenario)
+
+
+# ---- gone in the middle of a drain --------------------------------------------------------
+
+
+async def start_drain(scenario: Scenario) -> asyncio.subprocess.Process:
+    """Jobs queued and a worker on them; a drain spawned, returned once it has turned producers
+    off (it then watches the queue empty)."""
+    await scenario.produce("sla", JOBS, "--data", json.dumps({"ms": 120}))
+    proc = await scenario.spawn(*DRAIN)
+    async with asyncio.timeout(60):
+        while await scenario.flag() != "false":
+            if proc.returncode is not None:
+                raise AssertionError(f"the drain ended early:\n{(await finish(proc)).output}")
+            await asyncio.sleep(0.05)
+    return proc
+
+
+@pytest.mark.parametrize("fault", ["blackhole", "reset"])
+async def test_a_drain_outlives_a_database_outage_and_records_once_it_is_back(
+    scenario: Scenario, proxy: FaultProxy, fault: Any
+):
+    assert (await scenario.chatops("ops", "history")).code == 0  # migrated, through the proxy
+    async with scenario.node_worker("sla"):
+        proc = await start_drain(scenario)
+        proxy.set_mode(fault)
+        async with asyncio.timeout(60):
+            while not await drained(scenario):
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(2)  # the watch sees it empty while the database is away
+        assert proc.returncode is None, (await finish(proc)).output
+        proxy.set_mode("pass")
+        result = await finish(proc)
+    assert result.code == 0, result.output
+    assert "Traceback" not in result.output and PASSWORD not in result.output, result.output
+    assert await scenario.flag() == "true"
+    await assert_each_job_ran_once(scenario)
+    (last,) = await scenario.json("ops", "history")
+    shown = await scenario.json("ops", "show", last["id"])
+    assert shown["state"] == "succeeded", shown
+    assert [s["state"] for s in shown["steps"]] == ["succeeded"] * 4, shown
+
+
+async def test_a_drain_whose_database_stays_away_says_what_it_could_not_record(
+    scenario: Scenario, proxy: FaultProxy
+):
+    scenario.extra_env["CHATOPS_STORE_PATIENCE_S"] = "4"
+    assert (await scenario.chatops("ops", "history")).code == 0
+    async with scenario.node_worker("sla"):
+        proc = await start_drain(scenario)
+        proxy.set_mode("blackhole")
+        result = await finish(proc)
+    op_id = result.output.split("drain sla in test (", 1)[1].split(")", 1)[0]
+    assert_said(
+        result,
+        f"operation {op_id} (drain sla in test)",
+        "database",
+        "is unavailable",
+        "its outcome is not recorded",
+        f"put back: producer flag {scenario.prefix}:flags:WORKER_ACCEPT_JOBS back on",
+    )
+    # The outage begins once producers are off: whether the start of step 3 was recorded
+    # before it is a race; either way the message names the last step that ended.
+    said = " ".join(result.output.split())
+    assert (
+        "It stopped after step 2 of 4 (turn producers off" in said
+        or "It stopped after step 3 of 4 (wait until sla" in said
+    ), result.output
+    assert await scenario.flag() == "true"  # producers back on although nothing was recorded
+    await assert_each_job_ran_once(scenario)
+    locks = [k async for k in scenario.redis.scan_iter(match=f"chatops:{scenario.prefix}:lock:*")]
+    assert locks == []
+
+    # Back: the next command marks the operation interrupted, as the message said.
+    proxy.set_mode("pass")
+    history = await scenario.chatops("ops", "history", "--json")
+    assert history.code == 0, history.output
+    assert f"recovered: operation {op_id}" in " ".join(history.stderr.split()), history.output
+    shown = await scenario.json("ops", "show", op_id)
+    assert shown["state"] == "interrupted", shown
+    assert [s["state"] for s in shown["steps"][:2]] == ["succeeded"] * 2, shown
+    assert await scenario.flag() == "true"
+
+
+# ---- chatops serve ------------------------------------------------------------------------
+
+
+async def test_serve_stays_ready_while_its_database_is_away(
+    scenario: Scenario, proxy: FaultProxy, fake_slack: FakeSlack
+):
+    """Readiness means "can answer Slack": a store outage is told in answers, not by dropping
+    the replica out of the load balancer."""
+    environ = configure(scenario, fake_slack)
+    async with served(environ, scenario.tmp) as (proc, port), aiohttp.ClientSession() as http:
+
+        async def status(path: str) -> int:
+            async with asyncio.timeout(10), http.get(f"http://127.0.0.1:{port}{path}") as answer:
+                return answer.status
+
+        async with asyncio.timeout(30):
+            while await status("/readyz") != 200:
+                await asyncio.sleep(0.2)
+        for fault in ("blackhole", "reset"):
+            proxy.set_mode(fault)
+            for _ in range(10):  # across the background loops' store calls
+                assert await status("/readyz") == 200
+                assert await status("/healthz") == 200
+                await asyncio.sleep(0.3)
+        proxy.set_mode("pass")
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            out, err = await proc.communicate()
+    output = out.decode() + err.decode()
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output and PASSWORD not in output, output
