@@ -17,6 +17,7 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -34,6 +35,8 @@ from bot.engine.runner import Actor, owner_id
 from bot.errors import BadInput, BotError, ConfigError, redis_unreachable
 from bot.logs import configure_logging
 from bot.runtime import Runtime, open_runtime
+from bot.slack.outbox import Outbox
+from bot.slack.takeover import tell_in_thread
 from bot.store import Store
 from bot.windows.messages import span
 from bot.windows.schedule import cancel_window, reschedule_window, schedule_window, upcoming
@@ -135,7 +138,10 @@ def _execute(body: Callable[[Runtime], Awaitable[T]]) -> T:
 
     async def main() -> T:
         async with open_runtime(environ) as rt:
-            for line in await recover_interrupted(rt):
+            # A Slack-started operation's thread hears of it (sent by this process's
+            # `deliver_slack`, if the command has one, or by the next `chatops serve`).
+            told = partial(tell_in_thread, rt.store, Outbox(rt.store, rt.clock))
+            for line in await recover_interrupted(rt, on_recovered=told):
                 err.print(f"[yellow]recovered:[/yellow] {escape(line)}")
             return await body(rt)
 
@@ -821,9 +827,11 @@ def serve(
 
     async def main() -> None:
         async with open_runtime(environ) as rt:
-            for line in await recover_interrupted(rt):
-                err.print(f"[yellow]recovered:[/yellow] {escape(line)}")
             bot = build_bot(rt)
+            # What a killed replica left is told in its Slack thread, as a running replica's
+            # takeover does (once the outbox sender runs), not only here on stderr.
+            for line in await recover_interrupted(rt, on_recovered=bot.tell_takeover):
+                err.print(f"[yellow]recovered:[/yellow] {escape(line)}")
             # What start-up allocated lives as long as the process: keep the collector off it,
             # so full collections stay short on the ack path.
             gc.freeze()

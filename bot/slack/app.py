@@ -32,6 +32,7 @@ from bot.runtime import Runtime
 from bot.slack.door import SlackDoor
 from bot.slack.followups import FollowUps
 from bot.slack.outbox import OutboxSender
+from bot.slack.takeover import tell_in_thread
 from bot.store.records import OperationRecord
 from bot.store.slack import SLACK_SCOPE
 from bot.windows.leader import WindowScheduler
@@ -113,16 +114,10 @@ class SlackBot:
 
     async def _take_over(self) -> None:
         """What a dead replica was running: put back, freed, and told in its thread."""
-        await recover_interrupted(self.rt, on_recovered=self._tell_takeover)
+        await recover_interrupted(self.rt, on_recovered=self.tell_takeover)
 
-    async def _tell_takeover(self, op: OperationRecord, line: str) -> None:
-        progress = f"{op.id}:progress"
-        if await self.rt.store.slack_message(progress) is None:
-            return  # not started from Slack: the audit row is the report
-        outbox = self.door.outbox
-        await outbox.reply(
-            progress, f"{op.id}:takeover", text=f"taken over by {owner_id()}: {line}"
-        )
+    async def tell_takeover(self, op: OperationRecord, line: str) -> None:
+        await tell_in_thread(self.rt.store, self.door.outbox, op, line)
 
     async def warm_up(self) -> None:
         """Bolt calls auth.test on the first request, inside the 3-second ack; do it now."""

@@ -9,6 +9,7 @@ import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 
+from bot.runtime import open_runtime
 from tests.scenarios.conftest import Scenario
 from tests.scenarios.test_slack import GUEST, OPS, configure, running_bot
 from tests.slack.fake_slack import FakeSlack
@@ -185,3 +186,44 @@ async def test_a_replica_takes_over_an_operation_whose_replica_died(
     shown = await scenario.json("ops", "show", op.id)
     assert shown["state"] == "interrupted"
     assert "step 2" in shown["summary"], shown["summary"]
+
+
+async def test_a_command_line_recovery_is_told_in_the_operations_slack_thread(
+    scenario: Scenario, fake_slack: FakeSlack
+):
+    """A replica died mid-drain and no other ran: the next `chatops` command recovers the
+    operation, and its thread hears of it once a `chatops serve` runs again."""
+    environ = configure(scenario, fake_slack)
+    scenario.extra_env.update(
+        SLACK_BOT_TOKEN=fake_slack.bot_token, SLACK_API_URL=fake_slack.api_url
+    )
+    flag_key = f"{scenario.prefix}:flags:WORKER_ACCEPT_JOBS"
+    ts = fake_slack.add_message(ENV_CHANNEL, "drain: running", user=fake_slack.bot_user_id)
+    async with open_runtime(environ) as rt:
+        now = datetime.now(UTC)
+        op = await rt.store.create_operation(
+            kind="drain",
+            env="test",
+            target="sla",
+            actor="U_OPS",
+            source="slack",
+            command="/queue drain sla",
+            reason=None,
+            params={"locks": []},
+            plan=["check the queue", "turn producers off", "watch the queue drain"],
+            owner="dead-host:1:gone",
+            now=now - timedelta(seconds=30),
+        )
+        await rt.store.start_step(op.id, 1, now=now - timedelta(seconds=29))
+        await rt.store.add_restore(op.id, kind="flag_off", env="test", key=flag_key, now=now)
+        await rt.store.set_slack_message(f"{op.id}:progress", channel=ENV_CHANNEL, ts=ts)
+    await scenario.redis.set(flag_key, "false")
+
+    history = await scenario.chatops("ops", "history")
+    assert history.code == 0, history.output
+    assert f"recovered: operation {op.id}" in " ".join(history.stderr.split())
+    assert await scenario.redis.get(flag_key) in (b"true", "true")
+    async with running_bot(scenario, fake_slack, environ) as chat:
+        await chat.wait(lambda: bool(fake_slack.thread(ENV_CHANNEL, ts)), 20)
+    (reply,) = fake_slack.thread(ENV_CHANNEL, ts)
+    assert "taken over by" in reply["text"] and "put back" in reply["text"], reply
