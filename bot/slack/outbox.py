@@ -23,7 +23,7 @@ from bot.clock import Clock
 from bot.errors import BotError
 from bot.metrics import SLACK_ERRORS
 from bot.store import Store
-from bot.store.slack import SLACK_SCOPE
+from bot.store.slack import SLACK_SCOPE, UNCERTAIN
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +246,9 @@ class OutboxSender:
             else:
                 await self._retry(entry, self._backoff(entry), error)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            await self._retry(entry, self._backoff(entry), type(exc).__name__)
+            # No answer to a post: Slack may have taken it; the next try looks first.
+            mark = UNCERTAIN if entry.method == POST else ""
+            await self._retry(entry, self._backoff(entry), f"{mark}{type(exc).__name__}")
 
     async def _post(self, entry: Any, args: dict[str, Any]) -> None:
         parent_key = args.pop("thread_of", None)
@@ -262,6 +264,10 @@ class OutboxSender:
                 )
                 return
             args["channel"], args["thread_ts"] = parent.channel, parent.ts
+        # Looked for before the channel's pace can send it back to wait (which forgets that it
+        # was uncertain): once looked for and not found, it is sent when its turn comes.
+        if entry.uncertain and await self._found_posted(entry, args):
+            return
         # Each post takes the channel's next free slot; one that must wait keeps its slot, so
         # it is tried once more, at its turn, not at every round.
         channel = str(args["channel"])
@@ -273,8 +279,6 @@ class OutboxSender:
         if slot > now + 0.05:
             self._slots[entry.id] = slot
             raise _Later(slot - now, "channel pace")
-        if entry.uncertain and await self._found_posted(entry, args):
-            return
         args["metadata"] = {
             "event_type": EVENT_TYPE,
             "event_payload": {"entry": str(entry.id), "key": entry.message_key},
@@ -395,7 +399,10 @@ class OutboxSender:
             raise _Later(wait, "update budget")
         args.update(channel=message.channel, ts=message.ts)
         await self._client.api_call(UPDATE, json=args)
-        self._last_update[entry.message_key] = self._clock.monotonic()
+        if final:  # no throttle to keep for a message in its final state (nor its memory)
+            self._last_update.pop(entry.message_key, None)
+        else:
+            self._last_update[entry.message_key] = self._clock.monotonic()
         await self._store.slack_sent(entry.id, result={"ts": message.ts}, now=self._clock.now())
 
     async def _respond(self, entry: Any, args: dict[str, Any]) -> None:

@@ -65,6 +65,10 @@ class UnknownApproval(BadInput):
         self.approval_id = approval_id
 
 
+# The start of `slack_retry`'s error for a try that may have reached Slack (no answer came).
+UNCERTAIN = "no answer: "
+
+
 def new_approval_id() -> str:
     return f"ap-{token_hex(5)}"
 
@@ -402,8 +406,9 @@ class SlackStore:
         due (`not_before` <= now) and not leased to a sender (never claimed, released by
         `slack_retry`, or its lease over): a message's calls go out one at a time, in order. Each
         claim is a conditional UPDATE, so two senders never hold the same entry. An entry whose
-        lease runs out before `slack_sent` comes back `uncertain`: its call may have reached Slack
-        (the sender looks before posting again). Only entries of `scope` are claimed.
+        lease runs out before `slack_sent`, or whose last try ended in a timeout (its error starts
+        with `UNCERTAIN`), comes back `uncertain`: its call may have reached Slack (the sender
+        looks before posting again). Only entries of `scope` are claimed.
         """
         heads = (
             select(func.min(SlackOutbox.id).label("id"))
@@ -414,7 +419,7 @@ class SlackStore:
         async with self._transaction() as session:
             rows = (
                 await session.execute(
-                    select(SlackOutbox.id, SlackOutbox.claimed_by)
+                    select(SlackOutbox.id, SlackOutbox.claimed_by, SlackOutbox.last_error)
                     .join(heads, heads.c.id == SlackOutbox.id)
                     .where(
                         SlackOutbox.scope == scope, SlackOutbox.not_before <= now, _unleased(now)
@@ -425,9 +430,14 @@ class SlackStore:
             ).all()
         if not rows:
             return []
-        candidates = [entry_id for entry_id, _ in rows]
-        # A lease that ran out unsettled (`slack_retry` and `slack_sent` clear or end it).
-        uncertain = {entry_id for entry_id, claimed_by in rows if claimed_by is not None}
+        candidates = [entry_id for entry_id, _, _ in rows]
+        # A lease that ran out unsettled (`slack_retry` and `slack_sent` clear or end it), or a
+        # try whose answer never came (a timeout: Slack may have taken it).
+        uncertain = {
+            entry_id
+            for entry_id, claimed_by, last_error in rows
+            if claimed_by is not None or (last_error or "").startswith(UNCERTAIN)
+        }
         until = now + timedelta(seconds=lease_s)
         earlier = aliased(SlackOutbox)
         claimed: list[int] = []

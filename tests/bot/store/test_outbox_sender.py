@@ -124,3 +124,27 @@ async def test_a_post_whose_sender_died_is_sent_once(
     assert await second.run_once() == 0
     await first.aclose()
     await second.aclose()
+
+
+async def test_an_uncertain_post_is_looked_for_even_when_the_channel_pace_holds_it(
+    store: Store, fake_slack: FakeSlack
+):
+    """A post found uncertain while the channel's pace makes it wait is looked for first: the
+    wait must not forget that it may already be in the channel."""
+    fake_slack.add_channel("C1", name="ops", members=["UBOT"])
+    clock = SystemClock()
+    client = AsyncWebClient(token=fake_slack.bot_token, base_url=fake_slack.api_url)
+    outbox = Outbox(store, clock)
+    first = OutboxSender(store=store, client=client, clock=clock, claimer="first")
+    second = OutboxSender(store=store, client=client, clock=clock, claimer="second")
+    await outbox.post("x", channel="C1", text="the reminder", blocks=[])
+    assert await first.run_once() == 1
+    await outbox.post("z", channel="C1", text="something else", blocks=[])
+    assert await second.run_once() == 1  # z: the channel's next slot is a second away
+    await _as_if_its_sender_died(store, "x")
+    for _ in range(4):
+        await second.run_once()
+        await asyncio.sleep(0.6)
+    assert [m["text"] for m in fake_slack.messages("C1")] == ["the reminder", "something else"]
+    await first.aclose()
+    await second.aclose()
