@@ -20,10 +20,15 @@ import pytest
 import redis.asyncio as redis
 from sqlalchemy import make_url
 
-pytest_plugins = ["tests.slack.plugin"]
+from tests.canary import DATABASE_PASSWORD
+
+pytest_plugins = ["tests.slack.plugin", "tests.leaks"]
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# Trust authentication ignores the password: it is there as a canary (tests/canary.py).
+POSTGRES_URL = os.environ.get(
+    "TEST_POSTGRES_URL", f"postgresql://postgres:{DATABASE_PASSWORD}@127.0.0.1:5432/test"
+)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import pytest
 import redis.asyncio as redis
 import yaml
 
+from tests.canary import assert_no_leak
 from tests.conftest import REDIS_URL
 from tests.fixtures.pm2 import FIXTURE_DIR, PRODUCER_JS, WORKER_JS, tool_path
 
@@ -98,7 +99,9 @@ class Scenario:
             proc.kill()
             out, err = await proc.communicate()
             raise AssertionError(f"chatops {args} hung:\n{out.decode()}\n{err.decode()}") from None
-        return Result(proc.returncode or 0, out.decode(), err.decode())
+        result = Result(proc.returncode or 0, out.decode(), err.decode())
+        assert_no_leak(result.output, f"chatops {' '.join(args)}")
+        return result
 
     async def json(self, *args: str) -> Any:
         result = await self.chatops(*args, "--json")
@@ -173,8 +176,14 @@ class Scenario:
 
 
 @pytest.fixture
-async def scenario(prefix: str, redis_client: redis.Redis, tmp_path: Path) -> Scenario:
+async def scenario(
+    prefix: str, redis_client: redis.Redis, tmp_path: Path
+) -> AsyncIterator[Scenario]:
     # A queue exists once BullMQ has written its meta: create both configured queues.
     for queue in ("sla", "other"):
         await redis_client.hset(f"{prefix}:{queue}:meta", mapping={"opts.maxLenEvents": "10000"})
-    return Scenario(prefix=prefix, tmp=tmp_path, redis=redis_client)
+    scenario = Scenario(prefix=prefix, tmp=tmp_path, redis=redis_client)
+    yield scenario
+    store = tmp_path / "chatops.sqlite3"
+    if store.exists():  # every row the scenario's bot stored: audit, operations, outbox...
+        assert_no_leak(store.read_bytes().decode("utf-8", "replace"), "the store")

@@ -22,12 +22,13 @@ from bot.clock import Clock, SystemClock
 from bot.runtime import open_runtime
 from bot.slack import blocks
 from bot.slack.app import SlackBot, build_bot
+from tests.canary import SIGNING_SECRET
 from tests.faults.proxy import fault_proxy
 from tests.scenarios.conftest import Scenario
 from tests.slack.driver import SlackDriver
 from tests.slack.fake_slack import FakeSlack
 
-SECRET = "signing-secret-for-tests"
+SECRET = SIGNING_SECRET  # a canary (tests/canary.py)
 OPS, LEAD, LEAD2, GUEST = "U_OPS", "U_LEAD", "U_LEAD2", "U_GUEST"
 CHANNEL = "C_OPS"
 
