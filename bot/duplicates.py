@@ -9,13 +9,15 @@ decision.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import asyncpg
 
 from bot.config import DuplicatesConfig
 from bot.errors import OperationFailed, Refused
 from bot.redact import safe_url
+
+if TYPE_CHECKING:
+    import asyncpg
 
 TOP = 10
 _SHOWN = 40
@@ -46,6 +48,8 @@ async def find_duplicates(database_url: str, cfg: DuplicatesConfig) -> Duplicate
     shown = safe_url(database_url)
     if urlsplit(database_url).scheme not in ("postgres", "postgresql"):
         raise Refused(f"the duplicates check reads PostgreSQL only, not {shown}")
+    import asyncpg  # only this check uses it: not imported by every command
+
     try:
         conn = await asyncpg.connect(database_url, timeout=cfg.timeout_s)
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:

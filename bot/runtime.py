@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import redis.asyncio as redis
 from lightkube import AsyncClient
@@ -15,11 +16,14 @@ from bot.abc import Target
 from bot.clock import Clock, SystemClock
 from bot.config import BotSettings, Config, WorkerConfig, load_config, secret_values
 from bot.engine.runner import Engine
-from bot.hosts import Host, LocalHost, SshAddress, SshHost
+from bot.hosts import Host, LocalHost, SshAddress
 from bot.store import Store
 from bot.targets.kube import KubeTarget, kube_client
 from bot.targets.pm2 import Pm2Target
 from bot.targets.systemd import SystemdTarget
+
+if TYPE_CHECKING:
+    from bot.ssh import SshHost
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +125,8 @@ class Runtime:
             return LocalHost()
         key = (worker.host, worker.ssh_key, worker.known_hosts)
         if key not in self._ssh:
+            from bot.ssh import SshHost  # asyncssh: slow to import, and most setups are local
+
             self._ssh[key] = SshHost(
                 SshAddress.parse(worker.host),
                 key_path=worker.ssh_key,

@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from bot.errors import CommandFailed
-from bot.hosts import SshAddress, SshHost
+from bot.hosts import SshAddress
 from bot.releases import current_commit
+from bot.ssh import SshHost
 from tests.conftest import free_port
 from tests.fixtures.pm2 import CANARY_SECRET
 from tests.fixtures.sshd import Sshd, sshd_server
