@@ -10,6 +10,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.engine.runner import Actor
 from bot.errors import BadInput, BotError
+from bot.store.records import WindowRecord
 from bot.windows.messages import span
 from bot.windows.schedule import cancel_window, reschedule_window, schedule_window, upcoming
 from commands.grammar import Parsed
@@ -64,34 +65,35 @@ async def _schedule(door: SlackDoor, parsed: Parsed, origin: Origin, shown: str)
     return f"✅ window `{window.id}` in {window.env}: {span(window)}{where}"
 
 
-async def _cancel(door: SlackDoor, parsed: Parsed, origin: Origin, shown: str) -> str:
-    window_id = parsed.target or ""
-    window = await door.rt.store.window(window_id)
+async def _named_window(door: SlackDoor, parsed: Parsed) -> WindowRecord:
+    window = await door.rt.store.window(parsed.target or "")
     if window is None:
-        raise BadInput(f"no window {window_id!r}; see /window list")
+        raise BadInput(f"no window {parsed.target!r}; see /window list")
+    return window
+
+
+async def _cancel(door: SlackDoor, parsed: Parsed, origin: Origin, shown: str) -> str:
+    window = await _named_window(door, parsed)
     if (refusal := await _allowed(door, origin, window.env, shown)) is not None:
         return refusal
-    await cancel_window(door.rt, window_id, actor=Actor(origin.user, door.source))
-    return f"✅ window `{window_id}` in {window.env} cancelled"
+    await cancel_window(door.rt, window.id, actor=Actor(origin.user, door.source))
+    return f"✅ window `{window.id}` in {window.env} cancelled"
 
 
 async def _reschedule(door: SlackDoor, parsed: Parsed, origin: Origin, shown: str) -> str:
     assert parsed.when is not None
-    window_id = parsed.target or ""
-    window = await door.rt.store.window(window_id)
-    if window is None:
-        raise BadInput(f"no window {window_id!r}; see /window list")
+    window = await _named_window(door, parsed)
     if (refusal := await _allowed(door, origin, window.env, shown)) is not None:
         return refusal
     moved = await reschedule_window(
         door.rt,
-        window_id,
+        window.id,
         when=parsed.when,
         duration=parsed.duration,
         actor=Actor(origin.user, door.source),
         timezone=await _user_zone(door, origin.user),
     )
-    return f"✅ window `{window_id}` in {moved.env} moved: {span(moved)}"
+    return f"✅ window `{window.id}` in {moved.env} moved: {span(moved)}"
 
 
 async def _list(door: SlackDoor, parsed: Parsed, origin: Origin) -> str:

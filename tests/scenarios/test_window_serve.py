@@ -10,6 +10,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from bot.runtime import open_runtime
+from bot.store import Store
+from bot.store.records import OperationRecord
 from tests.scenarios.conftest import Scenario
 from tests.scenarios.test_slack import GUEST, OPS, configure, running_bot
 from tests.slack.fake_slack import FakeSlack
@@ -158,21 +160,7 @@ async def test_a_replica_takes_over_an_operation_whose_replica_died(
         store, now = chat.bot.rt.store, datetime.now(UTC)
         # What a replica SIGKILLed mid-drain leaves: a running operation whose heartbeat
         # stopped, the producer flag it turned off, and its progress message in the channel.
-        op = await store.create_operation(
-            kind="drain",
-            env="test",
-            target="sla",
-            actor="U_OPS",
-            source="slack",
-            command="/queue drain sla",
-            reason=None,
-            params={"locks": []},
-            plan=["check the queue", "turn producers off", "watch the queue drain"],
-            owner="dead-host:1:gone",
-            now=now - timedelta(seconds=30),
-        )
-        await store.start_step(op.id, 1, now=now - timedelta(seconds=29))
-        await store.add_restore(op.id, kind="flag_off", env="test", key=flag_key, now=now)
+        op = await _left_by_a_dead_replica(store, flag_key, now)
         await scenario.redis.set(flag_key, "false")
         posted = await chat.bot.client.chat_postMessage(channel=ENV_CHANNEL, text="drain: running")
         await store.set_slack_message(
@@ -200,22 +188,7 @@ async def test_a_command_line_recovery_is_told_in_the_operations_slack_thread(
     flag_key = f"{scenario.prefix}:flags:WORKER_ACCEPT_JOBS"
     ts = fake_slack.add_message(ENV_CHANNEL, "drain: running", user=fake_slack.bot_user_id)
     async with open_runtime(environ) as rt:
-        now = datetime.now(UTC)
-        op = await rt.store.create_operation(
-            kind="drain",
-            env="test",
-            target="sla",
-            actor="U_OPS",
-            source="slack",
-            command="/queue drain sla",
-            reason=None,
-            params={"locks": []},
-            plan=["check the queue", "turn producers off", "watch the queue drain"],
-            owner="dead-host:1:gone",
-            now=now - timedelta(seconds=30),
-        )
-        await rt.store.start_step(op.id, 1, now=now - timedelta(seconds=29))
-        await rt.store.add_restore(op.id, kind="flag_off", env="test", key=flag_key, now=now)
+        op = await _left_by_a_dead_replica(rt.store, flag_key, datetime.now(UTC))
         await rt.store.set_slack_message(f"{op.id}:progress", channel=ENV_CHANNEL, ts=ts)
     await scenario.redis.set(flag_key, "false")
 
@@ -227,3 +200,24 @@ async def test_a_command_line_recovery_is_told_in_the_operations_slack_thread(
         await chat.wait(lambda: bool(fake_slack.thread(ENV_CHANNEL, ts)), 20)
     (reply,) = fake_slack.thread(ENV_CHANNEL, ts)
     assert "taken over by" in reply["text"] and "put back" in reply["text"], reply
+
+
+async def _left_by_a_dead_replica(store: Store, flag_key: str, now: datetime) -> OperationRecord:
+    """What a replica SIGKILLed mid-drain leaves in the store: a running operation whose
+    heartbeat stopped 30 s ago at step 2, and the producer flag it turned off to put back."""
+    op = await store.create_operation(
+        kind="drain",
+        env="test",
+        target="sla",
+        actor="U_OPS",
+        source="slack",
+        command="/queue drain sla",
+        reason=None,
+        params={"locks": []},
+        plan=["check the queue", "turn producers off", "watch the queue drain"],
+        owner="dead-host:1:gone",
+        now=now - timedelta(seconds=30),
+    )
+    await store.start_step(op.id, 1, now=now - timedelta(seconds=29))
+    await store.add_restore(op.id, kind="flag_off", env="test", key=flag_key, now=now)
+    return op
