@@ -28,7 +28,7 @@ from tests.conftest import REDIS_URL
 from tests.faults.redis_gate import Command, RedisGate, redis_gate
 from tests.faults.test_ops_faults import assert_serving, completed
 from tests.fixtures.serve import served
-from tests.scenarios.conftest import Scenario
+from tests.scenarios.conftest import Scenario, scenario_on
 from tests.scenarios.test_slack import CHANNEL, OPS, SECRET, configure
 from tests.scenarios.test_worker_cli import Fleet, _fleet
 from tests.slack.driver import SlackDriver
@@ -51,15 +51,11 @@ async def gate() -> AsyncIterator[RedisGate]:
 @pytest.fixture
 async def scenario(
     prefix: str, redis_client: redis.Redis, tmp_path: Path, gate: RedisGate
-) -> Scenario:
-    # As tests/scenarios/conftest.py (both queues exist), with the environment's Redis behind
-    # the gate and the bot's coordination (locks) on Redis directly.
-    for queue in ("sla", "other"):
-        await redis_client.hset(f"{prefix}:{queue}:meta", mapping={"opts.maxLenEvents": "10000"})
-    s = Scenario(prefix=prefix, tmp=tmp_path, redis=redis_client)
-    s.configure(redis_url=gate.url)
-    s.extra_env.update(CHATOPS_REDIS_URL=REDIS_URL, CHATOPS_HEARTBEAT_S=str(HEARTBEAT_S))
-    return s
+) -> AsyncIterator[Scenario]:
+    # The environment's Redis behind the gate, the bot's coordination (locks) on Redis directly.
+    async with scenario_on(redis_client, prefix, tmp_path, redis_url=gate.url) as s:
+        s.extra_env.update(CHATOPS_REDIS_URL=REDIS_URL, CHATOPS_HEARTBEAT_S=str(HEARTBEAT_S))
+        yield s
 
 
 # ---- killing a command in a step ----------------------------------------------------------

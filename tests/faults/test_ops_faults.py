@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as redis
 
 from bot.releases import current_commit
 from tests.conftest import free_port
@@ -32,14 +31,6 @@ from tests.scenarios.conftest import Result, Scenario
 from tests.scenarios.test_worker_cli import Fleet, _fleet, _git
 
 RESTART = ("worker", "restart", "notification", "--env", "test", "--yes")
-
-
-@pytest.fixture
-async def scenario(prefix: str, redis_client: redis.Redis, tmp_path: Path) -> Scenario:
-    # As tests/scenarios/conftest.py: both configured queues exist (BullMQ has written meta).
-    for queue in ("sla", "other"):
-        await redis_client.hset(f"{prefix}:{queue}:meta", mapping={"opts.maxLenEvents": "10000"})
-    return Scenario(prefix=prefix, tmp=tmp_path, redis=redis_client)
 
 
 @pytest.fixture

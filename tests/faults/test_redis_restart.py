@@ -15,7 +15,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from tests.faults.redis_process import RedisProcess, redis_process
-from tests.scenarios.conftest import Result, Scenario
+from tests.scenarios.conftest import Result, Scenario, scenario_on
 
 JOBS = 300
 
@@ -42,10 +42,8 @@ async def _scenario(server: RedisProcess, prefix: str, tmp: Path) -> AsyncIterat
         server.url, decode_responses=True, retry=Retry(ExponentialBackoff(cap=0.5), 20)
     )
     try:
-        # A queue exists once BullMQ has written its meta (as the scenarios' fixture does).
-        for queue in ("sla", "other"):
-            await client.hset(f"{prefix}:{queue}:meta", mapping={"opts.maxLenEvents": "10000"})
-        yield Scenario(prefix=prefix, tmp=tmp, redis=client, redis_url=server.url)
+        async with scenario_on(client, prefix, tmp, redis_url=server.url) as scenario:
+            yield scenario
     finally:
         await client.aclose()
 

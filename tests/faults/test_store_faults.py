@@ -14,14 +14,13 @@ import asyncio
 import json
 import signal
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import redis.asyncio as redis
 from sqlalchemy import make_url
 
+from tests.canary import DATABASE_PASSWORD
 from tests.conftest import free_port
 from tests.faults.proxy import FaultProxy, fault_proxy
 from tests.fixtures.serve import served
@@ -29,17 +28,9 @@ from tests.scenarios.conftest import Result, Scenario
 from tests.scenarios.test_slack import configure
 from tests.slack.fake_slack import FakeSlack
 
-PASSWORD = "canary-pw-9c3e"  # trust auth ignores it; it must never be shown
+PASSWORD = DATABASE_PASSWORD  # a canary (tests/canary.py): trust auth ignores it
 DRAIN = ("queue", "drain", "sla", "--env", "test", "--yes")
 JOBS = 80
-
-
-@pytest.fixture
-async def scenario(prefix: str, redis_client: redis.Redis, tmp_path: Path) -> Scenario:
-    # As tests/scenarios/conftest.py: both configured queues exist (BullMQ has written meta).
-    for queue in ("sla", "other"):
-        await redis_client.hset(f"{prefix}:{queue}:meta", mapping={"opts.maxLenEvents": "10000"})
-    return Scenario(prefix=prefix, tmp=tmp_path, redis=redis_client)
 
 
 def use_database(scenario: Scenario, url: str, *, port: int) -> str:

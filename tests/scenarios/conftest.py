@@ -175,15 +175,24 @@ class Scenario:
         return value
 
 
+@contextlib.asynccontextmanager
+async def scenario_on(
+    redis_client: redis.Redis, prefix: str, tmp: Path, redis_url: str = REDIS_URL
+) -> AsyncIterator[Scenario]:
+    """A scenario on `redis_url` (the shared Redis unless a test runs its own); afterwards, its
+    store is searched for canary secrets."""
+    # A queue exists once BullMQ has written its meta: create both configured queues.
+    for queue in ("sla", "other"):
+        await redis_client.hset(f"{prefix}:{queue}:meta", mapping={"opts.maxLenEvents": "10000"})
+    yield Scenario(prefix=prefix, tmp=tmp, redis=redis_client, redis_url=redis_url)
+    store = tmp / "chatops.sqlite3"
+    if store.exists():  # every row the scenario's bot stored: audit, operations, outbox...
+        assert_no_leak(store.read_bytes().decode("utf-8", "replace"), "the store")
+
+
 @pytest.fixture
 async def scenario(
     prefix: str, redis_client: redis.Redis, tmp_path: Path
 ) -> AsyncIterator[Scenario]:
-    # A queue exists once BullMQ has written its meta: create both configured queues.
-    for queue in ("sla", "other"):
-        await redis_client.hset(f"{prefix}:{queue}:meta", mapping={"opts.maxLenEvents": "10000"})
-    scenario = Scenario(prefix=prefix, tmp=tmp_path, redis=redis_client)
-    yield scenario
-    store = tmp_path / "chatops.sqlite3"
-    if store.exists():  # every row the scenario's bot stored: audit, operations, outbox...
-        assert_no_leak(store.read_bytes().decode("utf-8", "replace"), "the store")
+    async with scenario_on(redis_client, prefix, tmp_path) as scenario:
+        yield scenario
