@@ -22,7 +22,7 @@ from sqlalchemy import make_url
 
 from tests.canary import DATABASE_PASSWORD
 
-pytest_plugins = ["tests.slack.plugin", "tests.leaks"]
+pytest_plugins = ["pytester", "tests.slack.plugin", "tests.leaks"]
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # Trust authentication ignores the password: it is there as a canary (tests/canary.py).

@@ -10,10 +10,11 @@ import logging
 import pytest
 
 from tests.canary import LeakWatch, leaked
+from tests.session_checks import SessionCheck
 from tests.slack.fake_slack import instances
 
 _WATCH = LeakWatch()
-_FOUND: list[str] = []
+_CHECK = SessionCheck("canary_leaks", "canary secrets leaked")
 
 
 def pytest_configure(config: object) -> None:
@@ -22,19 +23,19 @@ def pytest_configure(config: object) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     logging.getLogger().removeHandler(_WATCH)
-    _FOUND.extend(_WATCH.leaks)
+    found = list(_WATCH.leaks)
     for fake in instances():
         for call in fake.calls:
             where = f"{fake.created_by or '<outside a test>'}: Slack {call.method}"
             for canary in leaked(json.dumps(call.args, default=str)):
-                _FOUND.append(f"{where}: {canary!r} in its arguments")
-    if _FOUND and session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+                found.append(f"{where}: {canary!r} in its arguments")
+    _CHECK.finish(session, found)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    _CHECK.worker_done(node)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not _FOUND:
-        return
-    terminalreporter.section("canary secrets leaked", red=True, bold=True)
-    for line in _FOUND[:50]:
-        terminalreporter.line(line, red=True)
+    _CHECK.summary(terminalreporter)

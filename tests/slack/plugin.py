@@ -17,9 +17,14 @@ from collections.abc import AsyncIterator, Iterable
 
 import pytest
 
+from tests.session_checks import SessionCheck
 from tests.slack.fake_slack import FakeSlack, instances
 
-_REPORT = pytest.StashKey[list[str]]()
+_CHECK = SessionCheck(
+    "fake_slack_violations",
+    "unacknowledged fake Slack violations",
+    "Fix the bot, or acknowledge in the test with slack.expect_violations(...).",
+)
 
 
 def unacknowledged_report(fakes: Iterable[FakeSlack]) -> list[str]:
@@ -39,25 +44,13 @@ async def fake_slack() -> AsyncIterator[FakeSlack]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitCode) -> None:
-    report = unacknowledged_report(instances())
-    if not report:
-        return
-    session.config.stash[_REPORT] = report
-    if session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    _CHECK.finish(session, unacknowledged_report(instances()))
 
 
-def pytest_terminal_summary(
-    terminalreporter: pytest.TerminalReporter,
-    exitstatus: int | pytest.ExitCode,
-    config: pytest.Config,
-) -> None:
-    report = config.stash.get(_REPORT, None)
-    if not report:
-        return
-    terminalreporter.section("unacknowledged fake Slack violations", red=True, bold=True)
-    for line in report:
-        terminalreporter.line(line, red=True)
-    terminalreporter.line(
-        "Fix the bot, or acknowledge in the test with slack.expect_violations(...).", bold=True
-    )
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    _CHECK.worker_done(node)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    _CHECK.summary(terminalreporter)
