@@ -8,6 +8,8 @@ through a gate (tests/faults/redis_gate.py) that stops it at a command only that
 before the command reaches Redis or after Redis applied it but before the reply. The process
 then waits there, heartbeating, until it is killed. Its locks and heartbeats do not go through
 the gate (CHATOPS_REDIS_URL, the store), nor do the Node worker, producer and test client.
+Steps that talk to pm2 rather than Redis are held the same way by a stand-in for the pm2
+binary (tests/faults/pm2_gate.py), at a pm2 command while the store shows that step running.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import asyncio
 import json
 import re
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +27,10 @@ import pytest
 import redis.asyncio as redis
 
 from tests.conftest import REDIS_URL
+from tests.faults.pm2_gate import Pm2Gate, running_step
 from tests.faults.redis_gate import Command, RedisGate, redis_gate
 from tests.faults.test_ops_faults import assert_serving, completed
+from tests.fixtures.pm2 import PM2_BIN
 from tests.fixtures.serve import served
 from tests.scenarios.conftest import Scenario, scenario_on
 from tests.scenarios.test_slack import CHANNEL, OPS, SECRET, configure
@@ -67,6 +71,32 @@ class Killed:
     output: str
 
 
+async def kill_when_held(
+    scenario: Scenario, args: tuple[str, ...], held: Coroutine[Any, Any, object]
+) -> Killed:
+    """Run `chatops args`, and SIGKILL it once `held` (a gate's wait) says a gate holds it."""
+    proc = await scenario.spawn(*args)
+    assert proc.stdout is not None and proc.stderr is not None
+    output = asyncio.gather(proc.stdout.read(), proc.stderr.read())
+    ended = asyncio.ensure_future(proc.wait())
+    holding = asyncio.ensure_future(held)
+    try:
+        await asyncio.wait({ended, holding}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        out, err = await output
+        await proc.wait()
+        holding.cancel()
+        ended.cancel()
+    text = out.decode() + err.decode()
+    reached = holding.done() and not holding.cancelled() and holding.exception() is None
+    assert reached, f"never reached the command:\n{text}"
+    found = re.search(r"\((op-[0-9a-f]{10})\)", text)
+    assert found, f"no operation id printed:\n{text}"
+    return Killed(found.group(1), text)
+
+
 async def kill_in_step(
     scenario: Scenario,
     gate: RedisGate,
@@ -77,25 +107,7 @@ async def kill_in_step(
 ) -> Killed:
     """Run `chatops args`, and SIGKILL it once the gate holds it at the command `match`."""
     gate.arm(match, forward=forward)
-    proc = await scenario.spawn(*args)
-    assert proc.stdout is not None and proc.stderr is not None
-    output = asyncio.gather(proc.stdout.read(), proc.stderr.read())
-    ended = asyncio.ensure_future(proc.wait())
-    held = asyncio.ensure_future(gate.held.wait())
-    try:
-        await asyncio.wait({ended, held}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        out, err = await output
-        await proc.wait()
-        held.cancel()
-        ended.cancel()
-    text = out.decode() + err.decode()
-    assert gate.held_command is not None, f"never reached the command:\n{text}"
-    found = re.search(r"\((op-[0-9a-f]{10})\)", text)
-    assert found, f"no operation id printed:\n{text}"
-    return Killed(found.group(1), text)
+    return await kill_when_held(scenario, args, gate.held.wait())
 
 
 async def recovered(scenario: Scenario, op_id: str) -> tuple[dict[str, Any], str]:
@@ -231,15 +243,40 @@ def _first_poll_after_pause() -> Callable[[Command], bool]:
     return match
 
 
-# The restart's nine steps: 1 check worker, 2 compare .env.example, 3 pause sla, 4 wait for
-# active jobs, 5 reload, 6 wait for ready, 7 check online, 8 resume sla, 9 check completing.
-# Each case costs about 8 s (pm2, a Node worker, three CLI runs): the three that leave the
-# queue paused behind them are killed here. 2, 5, 6 and 7 talk to pm2, not Redis, so the gate
-# cannot hold them; 1 and 9 change nothing, as the drain's step 1 case already shows.
-RESTART_STEPS = {
-    "pause": (3, lambda: _queue_script(b"paused"), True),  # sla paused, reply withheld
-    "wait-for-active": (4, _first_poll_after_pause, False),  # two jobs still running
-    "resume": (8, lambda: _queue_script(b"resumed"), False),  # reloaded, sla still paused
+@dataclass(frozen=True)
+class AtRedis:
+    """Held by the Redis gate at the first command `match()` accepts (`forward`: Redis got it)."""
+
+    make_match: Callable[[Path], Callable[[Command], bool]]  # given the scenario's store
+    forward: bool
+
+
+@dataclass(frozen=True)
+class AtPm2:
+    """Held by the pm2 gate at the first `pm2 <command>` inside the step (`forward`: pm2 ran
+    it to the end, and the bot never heard)."""
+
+    command: str
+    forward: bool
+
+
+def _in_step(step: int) -> Callable[[Path], Callable[[Command], bool]]:
+    """Any command to the environment's Redis while the operation runs `step`."""
+    return lambda store: lambda cmd: running_step(str(store)) == step
+
+
+# The restart's nine steps, each killed in the middle: (step, where it is held, whether the
+# queue is paused when it dies). Each case costs about 8 s (pm2, a Node worker, three CLI runs).
+RESTART_STEPS: dict[str, tuple[int, AtRedis | AtPm2, bool]] = {
+    "check-worker": (1, AtPm2("jlist", forward=False), False),
+    "env-example": (2, AtPm2("jlist", forward=False), False),  # the app's environment keys
+    "pause": (3, AtRedis(lambda _: _queue_script(b"paused"), forward=True), True),
+    "wait-for-active": (4, AtRedis(lambda _: _first_poll_after_pause(), forward=False), True),
+    "reload": (5, AtPm2("reload", forward=True), True),  # reloaded, sla still paused
+    "wait-for-ready": (6, AtPm2("jlist", forward=False), True),
+    "check-online": (7, AtPm2("jlist", forward=False), True),
+    "resume": (8, AtRedis(lambda _: _queue_script(b"resumed"), forward=False), True),
+    "check-completing": (9, AtRedis(_in_step(9), forward=False), False),  # sla resumed
 }
 
 
@@ -248,13 +285,21 @@ async def test_a_restart_killed_in_a_step_resumes_the_queue_and_the_worker_serve
     fleet: Fleet, gate: RedisGate, where: str
 ) -> None:
     scenario = fleet.scenario
-    step, make_match, forward = RESTART_STEPS[where]
+    store = scenario.tmp / "chatops.sqlite3"
+    step, at, left_paused = RESTART_STEPS[where]
     await scenario.produce("sla", 2, "--data", json.dumps({"ms": 4000 if step == 4 else 300}))
     async with asyncio.timeout(15):  # both taken by the worker: the restart must wait for them
         while await scenario.redis.llen(f"{scenario.prefix}:sla:active") < 2:
             await asyncio.sleep(0.05)
-    killed = await kill_in_step(scenario, gate, RESTART, make_match(), forward=forward)
-    assert await paused(scenario) == ["sla"], killed.output
+    if isinstance(at, AtPm2):
+        pm2 = Pm2Gate(scenario.tmp / "pm2-gate", real=PM2_BIN, store=store)
+        scenario.environments["test"]["workers"]["notification"]["pm2_bin"] = str(pm2.path)
+        pm2.arm(step=step, commands={at.command}, forward=at.forward)
+        killed = await kill_when_held(scenario, RESTART, pm2.wait_held(timeout_s=60))
+    else:
+        match = at.make_match(store)
+        killed = await kill_in_step(scenario, gate, RESTART, match, forward=at.forward)
+    assert await paused(scenario) == (["sla"] if left_paused else []), killed.output
     assert sorted(await locks(scenario)) == [
         f"chatops:{scenario.prefix}:lock:test:queue:sla",
         f"chatops:{scenario.prefix}:lock:test:worker:notification",
@@ -263,8 +308,13 @@ async def test_a_restart_killed_in_a_step_resumes_the_queue_and_the_worker_serve
     shown, said = await recovered(scenario, killed.op_id)
     assert_interrupted_at(shown, step)
     line = f"recovered: operation {killed.op_id} (restart notification in test) {shown['summary']}"
-    assert f"{line}; put back: queue sla resumed" in said, said
-    assert recovery_audit(shown)["details"] == {"restored": ["queue sla resumed"], "left": []}
+    assert line in said, said
+    restored = ["queue sla resumed"] if left_paused else []
+    if left_paused:
+        assert f"{line}; put back: queue sla resumed" in said, said
+    else:
+        assert "put back" not in said, said
+    assert recovery_audit(shown)["details"] == {"restored": restored, "left": []}
     assert await paused(scenario) == []
     assert await locks(scenario) == []
     assert await scenario.flag() is None  # a restart never touches the producers' flag
