@@ -170,7 +170,7 @@ class Pm2Target:
         secrets = _secret_values(instances)
         baseline = previous = _status_of(self.name, instances)
         loop = asyncio.get_running_loop()
-        next_check = loop.time()
+        next_check = loop.time() + _HEALTH_EVERY_S  # the status was just read: baseline
         while True:
             for raw in await tail.read_lines(self._host):
                 plain = _ANSI.sub("", raw)
