@@ -378,10 +378,19 @@ async def test_a_serve_process_killed_mid_drain_is_taken_over_and_told_in_its_th
                 replies = fake_slack.thread(CHANNEL, str(message["ts"]))
                 return [r["text"] for r in replies if "taken over by" in r.get("text", "")]
 
-            await fake_slack.wait_until(lambda: bool(takeover()), timeout_s=20)
+            def ended() -> dict[str, Any] | None:
+                now = fake_slack.message(CHANNEL, str(message["ts"]))
+                return now if now is not None and ": running" not in now["text"] else None
+
+            await fake_slack.wait_until(lambda: bool(takeover()) and bool(ended()), timeout_s=20)
             second.send_signal(signal.SIGTERM)
             await asyncio.wait_for(second.communicate(), 45)
     (reply,) = takeover()
+    # The progress message itself no longer shows the dead process running, nor its Cancel.
+    final = ended()
+    assert final is not None
+    assert final["text"].startswith("drain sla in test: interrupted — interrupted at step 3"), final
+    assert "cancel" not in json.dumps(final["blocks"]).lower(), final["blocks"]
     said = " ".join(reply.split())
     assert f"operation {op_id} (drain sla in test) interrupted at step {step} of 4" in said, said
     assert f"put back: producer flag {flag_key} back on" in said, said
