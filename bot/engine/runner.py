@@ -227,13 +227,14 @@ class Engine:
         total = len(plan.steps)
         state, summary = "succeeded", ""
         cancel = asyncio.Event()
-        watcher = asyncio.create_task(self._heartbeat(ctx.op_id, owner, cancel, lock_lost))
+        why: list[str] = []  # set with `cancel` when the bot itself stops the operation
+        watcher = asyncio.create_task(self._heartbeat(ctx.op_id, owner, cancel, why, lock_lost))
         failed_at: int | None = None
         try:
             for index, step in enumerate(plan.steps):
                 if cancel.is_set():
                     state, failed_at = "cancelled", index
-                    summary = f"cancelled before step {index + 1} of {total} ({step.name})"
+                    summary = _stopped("before", index, total, step.name, why)
                     break
                 ctx.step_index = index
                 ctx.step_started_s = self._clock.monotonic()
@@ -250,7 +251,7 @@ class Engine:
                     )
                 except _Cancelled:
                     state, failed_at = "cancelled", index
-                    summary = f"cancelled at step {index + 1} of {total} ({step.name})"
+                    summary = _stopped("at", index, total, step.name, why)
                     await self._finish_step(ctx, index, step.name, "cancelled", "cancelled")
                     break
                 except TimeoutError:
@@ -489,20 +490,45 @@ class Engine:
         return str(done) if done else f"{plan.kind} {plan.target} in {plan.env} done"
 
     async def _heartbeat(
-        self, op_id: str, owner: str, cancel: asyncio.Event, lock_lost: asyncio.Event
+        self,
+        op_id: str,
+        owner: str,
+        cancel: asyncio.Event,
+        why: list[str],
+        lock_lost: asyncio.Event,
     ) -> None:
         while True:
             await self._clock.sleep(self._heartbeat_s)
-            if lock_lost.is_set():
-                # Another process took the target (a forced `lock release`): stop at a safe point.
-                logger.warning("operation %s lost its lock; stopping", op_id)
-                cancel.set()
+            claimed = False
             try:
-                await self._store.heartbeat(op_id, owner=owner, now=self._clock.now())
-                if await self._store.cancel_requested(op_id):
+                claimed = not await self._store.heartbeat(op_id, owner=owner, now=self._clock.now())
+                if not claimed and await self._store.cancel_requested(op_id):
                     cancel.set()
             except BotError:
                 logger.warning("operation %s: heartbeat not recorded (store unreachable)", op_id)
+            if why:
+                continue
+            if claimed:
+                # Taken for dead (the store was out of reach longer than the lapse) and claimed:
+                # what it changed was put back; going on would undo that.
+                logger.warning("operation %s was claimed by another process; stopping", op_id)
+                why.append(
+                    "another process took it for dead while the store was out of reach, "
+                    "recorded it as interrupted and put back what it had changed"
+                )
+                cancel.set()
+            elif lock_lost.is_set():
+                # Another process took the target (a forced `lock release`): stop at a safe point.
+                logger.warning("operation %s lost its lock; stopping", op_id)
+                why.append("it lost its lock (released by force, or taken over)")
+                cancel.set()
+
+
+def _stopped(where: str, index: int, total: int, name: str, why: list[str]) -> str:
+    """The summary of an operation cancelled by a user, or stopped by the bot itself (`why`)."""
+    if why:
+        return f"stopped {where} step {index + 1} of {total} ({name}): {why[0]}"
+    return f"cancelled {where} step {index + 1} of {total} ({name})"
 
 
 @dataclass(frozen=True)

@@ -208,6 +208,43 @@ async def test_a_drain_whose_database_stays_away_says_what_it_could_not_record(
     assert await scenario.flag() == "true"
 
 
+async def test_a_drain_taken_for_dead_during_an_outage_stops_and_leaves_the_takeover_alone(
+    scenario: Scenario, proxy: FaultProxy, fresh_pg_database: str
+):
+    """Its store out of reach longer than the lapse, while another process reaches it: that
+    process claims the drain and puts producers back on; the drain, once it hears, stops."""
+    assert (await scenario.chatops("ops", "history")).code == 0
+    async with scenario.node_worker("sla", CONCURRENCY="1"):  # a drain of about 30 s
+        await scenario.produce("sla", JOBS, "--data", json.dumps({"ms": 400}))
+        proc = await scenario.spawn(*DRAIN)
+        async with asyncio.timeout(60):
+            while await scenario.flag() != "false":
+                await asyncio.sleep(0.05)
+        proxy.set_mode("blackhole")
+        await asyncio.sleep(3.5)  # five missed heartbeats of 0.5 s, and some
+        direct = dict(scenario.extra_env)
+        use_database(scenario, fresh_pg_database, port=make_url(fresh_pg_database).port or 5432)
+        history = await scenario.chatops("ops", "history")
+        scenario.extra_env.clear()
+        scenario.extra_env.update(direct)
+        assert "recovered: operation" in history.stderr, history.output
+        assert await scenario.flag() == "true"  # put back by the claimer
+        proxy.set_mode("pass")
+        result = await finish(proc, timeout_s=30)
+        assert not await drained(scenario), "the drain ran on to the end"
+    said = " ".join(result.output.split())
+    # Stopped by the bot, for a reason it names: its lock freed by the claimer, or the claim.
+    assert "stopped at step 3 of 4 (wait until sla" in said, result.output
+    assert "lost its lock" in said or "took it for dead" in said, result.output
+    assert "Traceback" not in result.output and PASSWORD not in result.output, result.output
+    assert await scenario.flag() == "true"  # the stopped drain did not turn producers off again
+    (last,) = await scenario.json("ops", "history")
+    shown = await scenario.json("ops", "show", last["id"])
+    assert shown["state"] == "interrupted", shown  # the claimer's record stands
+    locks = [k async for k in scenario.redis.scan_iter(match=f"chatops:{scenario.prefix}:lock:*")]
+    assert locks == []
+
+
 # ---- chatops serve ------------------------------------------------------------------------
 
 

@@ -300,6 +300,8 @@ async def test_lock_release_frees_a_held_lock_audited_and_the_holder_stops(scena
     assert await scenario.flag() == "true"
     shown = await scenario.json("ops", "show", op["id"])
     assert shown["state"] == "cancelled"
+    assert shown["summary"].startswith("stopped at step 3 of 4 (wait until sla"), shown["summary"]
+    assert ": it lost its lock (released by force, or taken over); put back" in shown["summary"]
     assert any(a["kind"] == "lock_release" and a["reason"] == "holder hung" for a in shown["audit"])
 
 
