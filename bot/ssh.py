@@ -199,13 +199,17 @@ class SshHost:
         return data if isinstance(data, bytes) else str(data).encode()
 
     async def pid_alive(self, pid: int) -> bool:
-        # check=False: only kill's own answer says the pid is gone; a lost connection or a
-        # timeout is `CommandFailed` naming this host, not a dead process.
+        # check=False: only ps's own answer says the pid is gone; a lost connection or a
+        # timeout is `CommandFailed` naming this host, not a dead process. ps sees processes
+        # of every user, and shows a zombie (killed, not yet reaped: nothing runs) as Z.
         done = await self.run(
-            ["kill", "-0", str(pid)], env={"PATH": "/usr/bin:/bin"}, timeout_s=15, check=False
+            ["ps", "-o", "stat=", "-p", str(pid)],
+            env={"PATH": "/usr/bin:/bin"},
+            timeout_s=15,
+            check=False,
         )
-        # As locally: a process of another user is alive ("Operation not permitted").
-        return done.returncode == 0 or "not permitted" in done.output
+        state = done.output.strip()
+        return done.returncode == 0 and bool(state) and not state.startswith("Z")
 
     async def is_file(self, path: str) -> bool:
         async with self._sftp_session() as sftp:

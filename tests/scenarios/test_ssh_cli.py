@@ -4,11 +4,13 @@ reached only through SSH: every pm2 call and every log read goes over the connec
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -168,3 +170,31 @@ async def test_a_command_that_hangs_over_ssh_times_out_and_its_processes_are_kil
         await host.aclose()
     left = subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, text=True)
     assert left.stdout == "", left.stdout
+
+
+async def test_a_zombie_on_the_remote_host_is_not_alive(sshd: Sshd):
+    """A killed pm2 daemon that its parent has not reaped yet runs nothing: the SSH host, like
+    the local one, does not count it alive."""
+    # Popen, not asyncio's subprocesses: asyncio reaps its children, and a zombie is a child
+    # that nobody has reaped.
+    running = subprocess.Popen(["sleep", "60"])  # noqa: ASYNC220
+    zombie = subprocess.Popen(["true"])  # noqa: ASYNC220  (exits at once, never waited for)
+    gone = subprocess.Popen(["true"])  # noqa: ASYNC220
+    gone.wait()
+    host = SshHost(
+        SshAddress.parse(sshd.url), key_path=str(sshd.client_key), known_hosts=str(sshd.known_hosts)
+    )
+    try:
+        for _ in range(100):
+            if Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+            await asyncio.sleep(0.05)
+        assert await host.pid_alive(running.pid)
+        assert not await host.pid_alive(zombie.pid)
+        assert not await host.pid_alive(gone.pid)
+        assert await host.pid_alive(1)
+    finally:
+        await host.aclose()
+        running.kill()
+        running.wait()
+        zombie.wait()
