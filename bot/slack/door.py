@@ -442,6 +442,7 @@ class SlackDoor:
         self, plan: Plan, *, origin: Origin, command: str, reason: str | None
     ) -> str | None:
         """Run `plan` with its progress in the channel; the operation id, if it started."""
+        self.followups.long_running()
         rollback = None
         if plan.kind == "deploy":
             rollback = json.dumps({"env": plan.env, "worker": plan.target})

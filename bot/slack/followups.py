@@ -46,6 +46,7 @@ class FollowUps:
         self._wake: asyncio.Event | None = None
         self._dispatcher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._busy: set[asyncio.Task[None]] = set()  # started and counted against BUSY_RUNNING
 
     def pending(self) -> int:
         """Follow-ups not yet finished (waiting to start or running)."""
@@ -78,6 +79,16 @@ class FollowUps:
         elif self._heap[0] is waiting or not self._in_flight:
             self._wake.set()  # a new earliest start, or nothing holds it back
 
+    def long_running(self) -> None:
+        """Called by a follow-up that goes on to run for minutes (an operation): it stops
+        counting against BUSY_RUNNING, or two of them would hold back every answer and modal
+        due while requests keep coming, until they end."""
+        task = asyncio.current_task()
+        if task in self._busy:
+            self._busy.discard(task)
+            if self._heap and self._wake is not None:
+                self._wake.set()
+
     async def finish(self, timeout_s: float) -> None:
         """Start everything still waiting, then wait (bounded) for all of it to finish."""
         while self._heap:
@@ -106,10 +117,12 @@ class FollowUps:
 
         task = asyncio.create_task(follow_up())
         self._tasks.add(task)
+        self._busy.add(task)
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._busy.discard(task)
         if self._heap and self._wake is not None:
             self._wake.set()
 
@@ -121,7 +134,7 @@ class FollowUps:
             timeout: float | None = None
             if self._heap:
                 left = self._heap[0].start_by - loop.time()
-                due = left <= 0 and len(self._tasks) < BUSY_RUNNING
+                due = left <= 0 and len(self._busy) < BUSY_RUNNING
                 if not self._in_flight or due:
                     self._start(heapq.heappop(self._heap))
                     await asyncio.sleep(0)  # one per turn: the selector is polled in between

@@ -163,3 +163,31 @@ async def test_overdue_work_trickles_while_requests_keep_coming() -> None:
         gate.set()
     await followups.finish(timeout_s=10)
     await followups.aclose()
+
+
+async def test_operations_running_for_long_do_not_hold_back_what_is_due() -> None:
+    """Two confirmed operations run for minutes inside follow-ups; a modal due meanwhile, while
+    requests keep coming, still starts at its latest start."""
+    followups = FollowUps()
+    log: list[str] = []
+    end = asyncio.Event()
+
+    def operation(name: str) -> Coroutine[Any, Any, None]:
+        async def follow_up() -> None:
+            followups.long_running()
+            log.append(name)
+            await end.wait()
+
+        return follow_up()
+
+    with followups.serving():
+        for i in range(BUSY_RUNNING):
+            followups.spawn(operation(f"op{i}"), what="start", within_s=0)
+        await turns(20)
+        assert sorted(log) == [f"op{i}" for i in range(BUSY_RUNNING)]
+        followups.spawn(recorder(log, "modal"), what="modal", within_s=0)
+        await turns(20)
+        assert log[-1] == "modal"
+    end.set()
+    await followups.finish(timeout_s=10)
+    await followups.aclose()
