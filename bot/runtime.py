@@ -50,6 +50,8 @@ class Runtime:
     clock: Clock
     secrets: tuple[str, ...]
     heartbeat_s: float
+    # Set when `chatops serve` stops (SIGTERM): running operations stop at a safe point.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _redis: dict[str, redis.Redis] = field(default_factory=dict)
     _ssh: dict[tuple[str, str | None, str | None], SshHost] = field(default_factory=dict)
     _kube: dict[tuple[str | None, str | None, str], AsyncClient] = field(default_factory=dict)
@@ -75,6 +77,7 @@ class Runtime:
             heartbeat_s=self.heartbeat_s,
             store_patience_s=self.settings.CHATOPS_STORE_PATIENCE_S,
             secrets=self.secrets,
+            stopping=self.stopping,
         )
 
     def tool_env(self, worker: WorkerConfig) -> dict[str, str]:

@@ -98,7 +98,9 @@ class Engine:
         store_patience_s: float = 60.0,
         lock_ttl_ms: int = 30_000,
         secrets: tuple[str, ...] = (),
+        stopping: asyncio.Event | None = None,
     ) -> None:
+        self._stopping = stopping or asyncio.Event()
         self._store = store
         self._clock = clock
         self._coordination = coordination
@@ -521,6 +523,10 @@ class Engine:
                 # Another process took the target (a forced `lock release`): stop at a safe point.
                 logger.warning("operation %s lost its lock; stopping", op_id)
                 why.append("it lost its lock (released by force, or taken over)")
+                cancel.set()
+            elif self._stopping.is_set():
+                logger.warning("operation %s: the bot is shutting down; stopping", op_id)
+                why.append("the bot was shut down while it ran (run it again)")
                 cancel.set()
 
 

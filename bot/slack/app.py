@@ -163,6 +163,9 @@ class SlackBot:
             yield self
         finally:
             self.ready = False
+            # Operations running here stop at their next safe point, putting back what they
+            # changed, rather than run on into the orchestrator's SIGKILL.
+            self.rt.stopping.set()
             await self.door.finish_follow_ups(timeout_s=30)
             await self.followups.aclose()
             self.stop.set()
