@@ -20,6 +20,7 @@ from bot.clock import Clock
 from bot.config import EnvironmentConfig
 from bot.engine.context import StepContext
 from bot.engine.events import (
+    Event,
     EventSink,
     OperationFinished,
     OperationStarted,
@@ -122,6 +123,7 @@ class Engine:
         break_glass: bool = False,
     ) -> Outcome:
         op_id = new_operation_id()
+        sink = _Tolerant(sink, self._clock)
         with operation_logged(op_id):
             keys = [lock_key(plan.env, env, r) for r in plan.locks]
             owner = owner_id()
@@ -528,6 +530,30 @@ class Engine:
                 logger.warning("operation %s: the bot is shutting down; stopping", op_id)
                 why.append("the bot was shut down while it ran (run it again)")
                 cancel.set()
+
+
+class _Tolerant:
+    """An event sink that cannot stop the operation: Slack progress goes through the outbox,
+    in the store, and a store out of reach must not fail a drain that Redis lets finish. After
+    a failure, progress is dropped for a while rather than wait out the store's timeout at every
+    line; the final event is always tried (and recovery closes the message if it is lost)."""
+
+    QUIET_S = 5.0
+
+    def __init__(self, sink: EventSink, clock: Clock) -> None:
+        self._sink = sink
+        self._clock = clock
+        self._quiet_until = float("-inf")
+
+    async def __call__(self, event: Event) -> None:
+        final = isinstance(event, OperationFinished)
+        if not final and self._clock.monotonic() < self._quiet_until:
+            return
+        try:
+            await self._sink(event)
+        except StoreUnavailable as exc:
+            self._quiet_until = self._clock.monotonic() + self.QUIET_S
+            logger.warning("operation %s: progress not told: %s", event.op_id, exc)
 
 
 def _stopped(where: str, index: int, total: int, name: str, why: list[str]) -> str:

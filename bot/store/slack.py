@@ -403,12 +403,14 @@ class SlackStore:
         """Claim up to `limit` due entries for `lease_s` seconds, oldest first.
 
         Only the oldest unsent entry of each `message_key` can be claimed, and only when it is
-        due (`not_before` <= now) and not leased to a sender (never claimed, released by
-        `slack_retry`, or its lease over): a message's calls go out one at a time, in order. Each
+        due (`not_before` <= now) and not leased to another sender (never claimed, released by
+        `slack_retry`, its lease over, or left leased to `claimer` by a round of its own that an
+        error cut short): a message's calls go out one at a time, in order. Each
         claim is a conditional UPDATE, so two senders never hold the same entry. An entry whose
         lease runs out before `slack_sent`, or whose last try ended in a timeout (its error starts
         with `UNCERTAIN`), comes back `uncertain`: its call may have reached Slack (the sender
-        looks before posting again). Only entries of `scope` are claimed.
+        looks before posting again), as does one left leased to `claimer`. Only entries of `scope`
+        are claimed.
         """
         heads = (
             select(func.min(SlackOutbox.id).label("id"))
@@ -422,7 +424,9 @@ class SlackStore:
                     select(SlackOutbox.id, SlackOutbox.claimed_by, SlackOutbox.last_error)
                     .join(heads, heads.c.id == SlackOutbox.id)
                     .where(
-                        SlackOutbox.scope == scope, SlackOutbox.not_before <= now, _unleased(now)
+                        SlackOutbox.scope == scope,
+                        SlackOutbox.not_before <= now,
+                        _claimable(now, claimer),
                     )
                     .order_by(SlackOutbox.id)
                     .limit(limit)
@@ -449,7 +453,7 @@ class SlackStore:
                     .where(
                         SlackOutbox.id == entry_id,
                         SlackOutbox.sent_at.is_(None),
-                        _unleased(now),
+                        _claimable(now, claimer),
                         ~exists().where(
                             earlier.message_key == SlackOutbox.message_key,
                             earlier.id < SlackOutbox.id,
@@ -663,6 +667,13 @@ class SlackStore:
 
 def _unleased(now: datetime) -> ColumnElement[bool]:
     return or_(SlackOutbox.claimed_until.is_(None), SlackOutbox.claimed_until <= now)
+
+
+def _claimable(now: datetime, claimer: str) -> ColumnElement[bool]:
+    """Unleased, or leased to `claimer` itself: a sender runs one round at a time, so its own
+    lease can only be left over from a round an error cut short (the store going away between
+    a Slack call and `slack_sent`); waiting out the lease would hold the message back a minute."""
+    return or_(_unleased(now), SlackOutbox.claimed_by == claimer)
 
 
 async def _set_state(

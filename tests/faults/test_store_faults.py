@@ -25,7 +25,8 @@ from tests.conftest import free_port
 from tests.faults.proxy import FaultProxy, fault_proxy
 from tests.fixtures.serve import served
 from tests.scenarios.conftest import Result, Scenario
-from tests.scenarios.test_slack import configure
+from tests.scenarios.test_slack import CHANNEL, OPS, SECRET, configure
+from tests.slack.driver import SlackDriver
 from tests.slack.fake_slack import FakeSlack
 
 PASSWORD = DATABASE_PASSWORD  # a canary (tests/canary.py): trust auth ignores it
@@ -243,6 +244,71 @@ async def test_a_drain_taken_for_dead_during_an_outage_stops_and_leaves_the_take
     assert shown["state"] == "interrupted", shown  # the claimer's record stands
     locks = [k async for k in scenario.redis.scan_iter(match=f"chatops:{scenario.prefix}:lock:*")]
     assert locks == []
+
+
+async def test_a_drain_from_slack_whose_database_stays_away_is_told_there_and_later_closed(
+    scenario: Scenario, proxy: FaultProxy, fake_slack: FakeSlack
+):
+    """From Slack: the drain ends and puts producers back on; the operator hears at once that
+    its outcome is not recorded (straight from Slack's API: the outbox lives in the store).
+    Once the database is back, the operation is closed as interrupted, in its thread and in
+    its progress message."""
+    scenario.extra_env["CHATOPS_STORE_PATIENCE_S"] = "4"
+    environ = configure(scenario, fake_slack)
+    await scenario.produce("sla", JOBS, "--data", json.dumps({"ms": 120}))
+
+    def told() -> list[str]:
+        found = [e["text"] for e in fake_slack.ephemerals(CHANNEL, OPS)]
+        return [text for text in found if "not recorded" in text]
+
+    def progress() -> dict[str, Any] | None:
+        found = [m for m in fake_slack.messages(CHANNEL) if "drain sla in test" in m["text"]]
+        return found[0] if found else None
+
+    async with scenario.node_worker("sla"):
+        async with served(environ, scenario.tmp) as (proc, port):
+            driver = SlackDriver(
+                f"http://127.0.0.1:{port}/slack/events", SECRET, fake_slack, channel=CHANNEL
+            )
+            await driver.command("/queue", "drain sla", user=OPS)
+
+            def plan() -> dict[str, Any] | None:
+                views = fake_slack.open_views(OPS)
+                filled = views and "preparing" not in json.dumps(views[-1]["blocks"])
+                return views[-1] if filled else None
+
+            await fake_slack.wait_until(lambda: plan() is not None, timeout_s=20)
+            view = plan()
+            assert view is not None
+            await driver.view_submission(view, user=OPS)
+            async with asyncio.timeout(30):
+                while await scenario.flag() != "false":
+                    await asyncio.sleep(0.05)
+            await fake_slack.wait_until(lambda: progress() is not None, timeout_s=20)
+            proxy.set_mode("blackhole")
+            await fake_slack.wait_until(lambda: bool(told()), timeout_s=60)
+            assert await scenario.flag() == "true"  # put back, though nothing was recorded
+            proxy.set_mode("pass")
+
+            def closed() -> bool:
+                message = progress()
+                return message is not None and ": interrupted" in message["text"]
+
+            await fake_slack.wait_until(closed, timeout_s=30)  # this replica's takeover
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.communicate(), 45)
+    (text,) = told()
+    said = " ".join(text.split())
+    assert "its outcome is not recorded" in said and "database" in said, said
+    assert f"put back: producer flag {scenario.prefix}:flags:WORKER_ACCEPT_JOBS back on" in said
+    assert PASSWORD not in json.dumps([c.args for c in fake_slack.calls])
+    await assert_each_job_ran_once(scenario)
+    (last,) = await scenario.json("ops", "history")
+    assert last["outcome"] == "interrupted", last
+    message = progress()
+    assert message is not None
+    replies = [r["text"] for r in fake_slack.thread(CHANNEL, str(message["ts"]))]
+    assert any(f"operation {last['id']} (drain sla in test)" in r for r in replies), replies
 
 
 # ---- chatops serve ------------------------------------------------------------------------

@@ -449,9 +449,10 @@ async def test_claim_respects_the_limit_and_not_before(store: Store) -> None:
         await store.claim_slack(now=T0 - timedelta(seconds=1), limit=10, claimer="x", lease_s=5)
         == []
     )
+    # Three senders: one sender's own unsettled entries would come back to it.
     first = await store.claim_slack(now=T0, limit=2, claimer="x", lease_s=5)
-    second = await store.claim_slack(now=T0, limit=2, claimer="x", lease_s=5)
-    third = await store.claim_slack(now=T0, limit=2, claimer="x", lease_s=5)
+    second = await store.claim_slack(now=T0, limit=2, claimer="y", lease_s=5)
+    third = await store.claim_slack(now=T0, limit=2, claimer="z", lease_s=5)
     assert [e.id for e in first + second + third] == ids
 
 
@@ -568,6 +569,17 @@ async def test_coalesce_into_a_retried_entry_keeps_its_backoff(store: Store) -> 
     (entry,) = await store.pending_slack(limit=10)
     assert entry.args == {"text": "2/3"} and entry.not_before == LATER and entry.attempts == 1
     assert await store.claim_slack(now=T0, limit=10, claimer="x", lease_s=60) == []
+
+
+async def test_a_sender_takes_back_what_its_own_cut_short_round_left_leased(store: Store) -> None:
+    """The store went away between a Slack call and `slack_sent`: the same sender claims the
+    entry again at once (uncertain: the call may have gone out); another waits out the lease."""
+    entry_id = await enqueue(store, "op-a:progress", text="start")
+    (first,) = await store.claim_slack(now=T0, limit=10, claimer="one", lease_s=60)
+    assert not first.uncertain
+    assert await store.claim_slack(now=T0, limit=10, claimer="two", lease_s=60) == []
+    (again,) = await store.claim_slack(now=T0, limit=10, claimer="one", lease_s=60)
+    assert again.id == entry_id and again.uncertain
 
 
 async def test_two_senders_never_claim_the_same_entry(store: Store, second_store: Store) -> None:
