@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 
 import redis.asyncio as redis
 
-from bot.engine.restore import put_back
-from bot.engine.runner import owner_id
+from bot.engine.restore import put_back, running_in
+from bot.engine.runner import owner_id, process_of
 from bot.errors import BotError
 from bot.locks import force_release, lock_info
 from bot.runtime import Runtime
@@ -38,6 +38,8 @@ async def recover_interrupted(
     )
     reports = []
     for op in claimed:
+        # Its process is gone (or cut off): what its outbox sender held goes out now.
+        await store.end_slack_leases(process_of(op.owner), now=clock.now())
         done: list[str] = []
         left: list[str] = []
         env = runtime.config.environments.get(op.env)
@@ -49,7 +51,12 @@ async def recover_interrupted(
                 async with asyncio.timeout(30):
                     done.append(
                         await put_back(
-                            item.kind, item.key, env=env, redis=runtime.redis_for(op.env)
+                            item.kind,
+                            item.key,
+                            env=env,
+                            redis=runtime.redis_for(op.env),
+                            operation_id=op.id,
+                            running=running_in(store),
                         )
                     )
                 await store.mark_restored(item.id, now=clock.now())

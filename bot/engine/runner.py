@@ -29,7 +29,7 @@ from bot.engine.events import (
     StepStarted,
 )
 from bot.engine.plan import Plan, StepAction
-from bot.engine.restore import put_back_patiently
+from bot.engine.restore import put_back_patiently, running_in
 from bot.errors import BotError, OutcomeNotRecorded, StoreUnavailable, redis_unreachable
 from bot.locks import hold_locks
 from bot.logs import operation_logged
@@ -67,8 +67,25 @@ def new_operation_id() -> str:
     return f"op-{uuid.uuid4().hex[:10]}"
 
 
+_PROCESS: dict[int, str] = {}
+
+
+def process_id() -> str:
+    """This process, as every owner and claimer id it hands out begins."""
+    pid = os.getpid()
+    if pid not in _PROCESS:
+        _PROCESS[pid] = f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex[:8]}"
+    return _PROCESS[pid]
+
+
 def owner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """A new id for one owner (an operation's run, an outbox sender) within this process."""
+    return f"{process_id()}:{uuid.uuid4().hex[:8]}"
+
+
+def process_of(owner: str) -> str:
+    """The process part of an id from `owner_id`."""
+    return owner.rsplit(":", 1)[0]
 
 
 def lock_key(env_name: str, env: EnvironmentConfig, resource: str) -> str:
@@ -586,6 +603,8 @@ async def restore_pending(ctx: StepContext) -> Leftovers:
                         redis=ctx.redis,
                         clock=ctx.clock,
                         patience_s=patience_s,
+                        operation_id=ctx.op_id,
+                        running=running_in(ctx.store),
                     )
                 )
             ctx.unrestored.pop(item.id, None)
@@ -612,6 +631,7 @@ async def _put_back_known(ctx: StepContext) -> Leftovers:
                         redis=ctx.redis,
                         clock=ctx.clock,
                         patience_s=_CLEANUP_TIMEOUT_S / 2,
+                        operation_id=ctx.op_id,  # the store is away: holders are not pruned
                     )
                 )
             ctx.unrestored.pop(restore_id, None)

@@ -479,6 +479,21 @@ class SlackStore:
                 dataclasses.replace(_outbox_entry(e), uncertain=e.id in uncertain) for e in entries
             ]
 
+    async def end_slack_leases(self, process: str, *, now: datetime) -> int:
+        """End the leases of every sender of `process` (a dead one's, found by a takeover): its
+        entries may be claimed at once, as `uncertain`, rather than a lease later."""
+        async with self._transaction() as session:
+            return await dml(
+                session,
+                update(SlackOutbox)
+                .where(
+                    SlackOutbox.sent_at.is_(None),
+                    SlackOutbox.claimed_until > now,
+                    SlackOutbox.claimed_by.startswith(f"{process}:", autoescape=True),
+                )
+                .values(claimed_until=now),
+            )
+
     async def slack_sent(self, entry_id: int, *, result: Any, now: datetime) -> bool:
         """Settle an entry: sent (or given up on, `result` saying why), the next of its message
         may go. False when it was already settled (the first result stays)."""

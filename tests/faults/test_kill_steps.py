@@ -162,12 +162,21 @@ def _command(name: bytes, *args: bytes) -> Callable[[Command], bool]:
     )
 
 
+def _flag_script(word: bytes) -> Callable[[Command], bool]:
+    """The script that holds the producer flag off (SADD) or lets go of it (SREM), bot/flags."""
+    return lambda cmd: (
+        cmd[0].upper() == b"EVAL"
+        and word in cmd[1]
+        and any(part.endswith(b":flags:WORKER_ACCEPT_JOBS") for part in cmd[2:])
+    )
+
+
 # step (1-based), the command the gate holds it at, whether Redis gets that command first
 DRAIN_STEPS = {
     "check": (1, _command(b"CLIENT", b"LIST"), False),  # counting connected workers
-    "producers-off": (2, _command(b"SET", b":flags:WORKER_ACCEPT_JOBS", b"false"), True),
+    "producers-off": (2, _flag_script(b"SADD"), True),  # the flag off, this drain a holder
     "watch": (3, _command(b"HGET", b":sla:metrics:completed"), False),  # its first poll
-    "producers-on": (4, _command(b"SET", b":flags:WORKER_ACCEPT_JOBS", b"true"), False),
+    "producers-on": (4, _flag_script(b"SREM"), False),  # let go: back on if no other holds it
 }
 
 

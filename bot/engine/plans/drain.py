@@ -11,9 +11,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from bot.config import EnvironmentConfig
 from bot.engine.context import StepContext
 from bot.engine.plan import Plan, Step
-from bot.engine.restore import FLAG_OFF
+from bot.engine.restore import FLAG_OFF, flag_released, running_in
 from bot.errors import OperationFailed, Refused, redis_unreachable
-from bot.flags import get_flag, set_flag
+from bot.flags import get_flag, hold_off, holders_key, release
 from bot.queues import (
     EventTail,
     QueueEvent,
@@ -137,20 +137,28 @@ async def _check(ctx: StepContext, params: DrainParams) -> str:
 
 async def _flag_off(ctx: StepContext, params: DrainParams) -> str:
     key = ctx.env.flag_key
+    holders = holders_key(ctx.env.prefix, key)
     before = await get_flag(ctx.redis, key)
-    if before is False:
-        # Someone already holds producers off: leave the flag as we found it afterwards.
+    if before is False and not await ctx.redis.scard(holders):
+        # Someone else holds producers off: leave the flag as we found it afterwards.
         ctx.results["flag_was_off"] = True
-        return f"{key} was already false"
-    ctx.results["flag_restore"] = await ctx.record_restore(FLAG_OFF, key)
+        return f"{key} was already false (not set by a drain): left as it is"
+    ctx.results["flag_restore"] = restore_id = await ctx.record_restore(FLAG_OFF, key)
     tail = await EventTail.open(ctx.redis, prefix=ctx.env.prefix, queue=params.queue)
     ctx.resources.push_async_callback(tail.close)
     ctx.results["tail"] = tail
     ctx.results["ids_before"] = await job_id_counter(
         ctx.redis, prefix=ctx.env.prefix, queue=params.queue
     )
-    await set_flag(ctx.redis, key, False)
+    held = await hold_off(ctx.redis, key, holders, ctx.op_id)
+    if held == "manual":  # turned off by someone else in between: not ours to turn back on
+        await ctx.restored(restore_id)
+        ctx.results["flag_was_off"] = True
+        del ctx.results["flag_restore"]
+        return f"{key} was already false (not set by a drain): left as it is"
     ctx.results["flag_off_at"] = ctx.clock.monotonic()
+    if held == "joined":
+        return f"{key} was already false, held by another drain: this one holds it too"
     return f"{key} = false"
 
 
@@ -158,11 +166,17 @@ async def _flag_on(ctx: StepContext) -> str:
     key = ctx.env.flag_key
     if ctx.results.get("flag_was_off"):
         return f"{key} left false, as it was before the drain"
-    await set_flag(ctx.redis, key, True)
+    others = await release(
+        ctx.redis,
+        key,
+        holders_key(ctx.env.prefix, key),
+        ctx.op_id,
+        running=running_in(ctx.store),
+    )
     restore_id = ctx.results.get("flag_restore")
     if isinstance(restore_id, int):
         await ctx.restored(restore_id)
-    return f"{key} = true"
+    return flag_released(key, others)
 
 
 async def _watch(ctx: StepContext, params: DrainParams) -> str:

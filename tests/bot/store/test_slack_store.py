@@ -582,6 +582,19 @@ async def test_a_sender_takes_back_what_its_own_cut_short_round_left_leased(stor
     assert again.id == entry_id and again.uncertain
 
 
+async def test_a_takeover_ends_the_leases_of_a_dead_process_s_senders(store: Store) -> None:
+    dead = await enqueue(store, "op-a:progress", text="a")
+    alive = await enqueue(store, "op-b:progress", text="b")
+    await store.claim_slack(now=T0, limit=1, claimer="host:7:0a0a:s1", lease_s=60)
+    await store.claim_slack(now=T0, limit=1, claimer="host:7:0a0ab:s1", lease_s=60)
+    assert await store.end_slack_leases("host:7:0a0a", now=T0) == 1
+    (taken,) = await store.claim_slack(now=T0, limit=10, claimer="other", lease_s=60)
+    assert taken.id == dead and taken.uncertain  # its call may have gone out
+    assert alive not in {
+        e.id for e in await store.claim_slack(now=T0, limit=10, claimer="x", lease_s=60)
+    }
+
+
 async def test_two_senders_never_claim_the_same_entry(store: Store, second_store: Store) -> None:
     heads = [await enqueue(store, f"op-{i}:progress", text=f"{i}") for i in range(12)]
     for i in range(12):
