@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -60,6 +60,36 @@ def section(text: str) -> SectionBlock:
 
 def as_dicts(blocks: Sequence[Block]) -> list[dict[str, Any]]:
     return [b.to_dict() for b in blocks[:MAX_MESSAGE_BLOCKS]]
+
+
+def code_sections(
+    lines: Sequence[str], *, keep: Literal["head", "tail"] = "head", sections: int = 6
+) -> list[str]:
+    """`lines` as code blocks of at most one section each, whole lines only (a long table stays
+    a table), at most `sections` of them; past that, the first (or last, for logs) lines are
+    kept and a last line says how many were left out."""
+    limit = SECTION_MAX - 10
+    escaped = [escape(line)[: limit - 2] for line in lines] or [" "]
+    ordered = escaped if keep == "head" else escaped[::-1]
+    chunks: list[list[str]] = [[]]
+    size = 0
+    shown = 0
+    for line in ordered:
+        if size + len(line) + 1 > limit:
+            if len(chunks) == sections:
+                break
+            chunks.append([])
+            size = 0
+        chunks[-1].append(line)
+        size += len(line) + 1
+        shown += 1
+    if keep == "tail":
+        chunks = [chunk[::-1] for chunk in chunks[::-1]]
+    blocks = [f"```{chr(10).join(chunk)}```" for chunk in chunks]
+    if shown < len(escaped):
+        which = "first" if keep == "head" else "last"
+        blocks.append(f"_showing the {which} {shown} of {len(escaped)} lines_")
+    return blocks
 
 
 def code(lines: Sequence[str], limit: int = SECTION_MAX - 10) -> str:

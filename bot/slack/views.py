@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from bot import service
 from bot.runtime import Runtime
-from bot.slack.blocks import as_dicts, code, escape, section
+from bot.slack.blocks import as_dicts, code_sections, escape, section
 from commands.grammar import Parsed
 
 
@@ -26,8 +26,12 @@ def _table(rows: list[list[str]]) -> list[str]:
 async def query_answer(rt: Runtime, parsed: Parsed, env: str) -> dict[str, Any]:
     title, lines = await _lines(rt, parsed, env)
     text = f"{title}\n" + "\n".join(lines)
-    blocks = [section(f"*{escape(title)}*"), section(code(lines))]
-    return {"response_type": "ephemeral", "text": text[:3000], "blocks": as_dicts(blocks)}
+    if len(text) > 3000:  # the notification's text; the blocks carry the whole answer
+        text = text[:2990] + "\n…"
+    keep: Literal["head", "tail"] = "tail" if parsed.action == "logs" else "head"
+    blocks = [section(f"*{escape(title)}*")]
+    blocks += [section(chunk) for chunk in code_sections(lines, keep=keep)]
+    return {"response_type": "ephemeral", "text": text, "blocks": as_dicts(blocks)}
 
 
 async def _lines(rt: Runtime, parsed: Parsed, env: str) -> tuple[str, list[str]]:

@@ -163,6 +163,29 @@ async def test_read_only_commands_answer_through_response_url(chat: Chat):
     assert "sla" in answer["text"] and " 4 " in answer["text"]
 
 
+async def test_status_of_fifty_queues_shows_every_row_within_block_kit_limits(
+    scenario: Scenario, fake_slack: FakeSlack
+):
+    """A table longer than one section is split on whole lines, never cut."""
+    queues = [f"q{i:02d}" for i in range(50)]
+    scenario.configure(queues=queues)
+    await scenario.produce(",".join(queues), 1)
+    await scenario.produce("q00", 2)
+    await scenario.produce("q49", 6)
+    async with running_bot(scenario, fake_slack, configure(scenario, fake_slack)) as chat:
+        response = await chat.driver.command("/queue", "status all")
+        await chat.wait(lambda: bool(chat.slack.responses(response.response_url)))
+    (answer,) = chat.slack.responses(response.response_url)  # the fake checked its blocks
+    shown = "".join(b["text"]["text"] for b in answer["blocks"] if b["type"] == "section")
+    assert shown.count("```") >= 4, "one code block: the table was not split"
+    assert "queue  paused  waiting" in shown
+    rows = [line.split() for line in shown.replace("```", "\n").splitlines() if line.strip()]
+    counts = {row[0]: row[2] for row in rows if row[0] in queues}
+    assert set(counts) == set(queues)
+    assert counts["q00"] == "3" and counts["q49"] == "7"
+    assert "showing the" not in shown  # nothing was left out
+
+
 async def test_help_lists_only_what_the_caller_may_run(chat: Chat):
     await chat.bot.door.refresh_groups()
     response = await chat.driver.command("/ops", "help")
