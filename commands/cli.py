@@ -280,7 +280,8 @@ def queue_drain(
     yes: Yes = False,
     reason: Reason = None,
 ) -> None:
-    """Producers off, let the workers empty QUEUE, producers back on. Deletes no job."""
+    """Producers off, let the workers empty QUEUE (or `all`: every queue of ENV, as one
+    operation), producers back on. Deletes no job."""
     _operate(
         service.OperationRequest("drain", env, queue, timeout_s=timeout_s), yes=yes, reason=reason
     )

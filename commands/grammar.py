@@ -44,7 +44,7 @@ ACTIONS: dict[str, dict[str, Action]] = {
             Action("status", "status [queue|all]", "queue", False, target_optional=True),
             Action(
                 "drain",
-                "drain <queue> [--timeout-s 300] [--in-window W]",
+                "drain <queue|all> [--timeout-s 300] [--in-window W]",
                 "queue",
                 True,
                 frozenset({"--timeout-s", "--in-window"}),

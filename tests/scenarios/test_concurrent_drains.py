@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 from tests.scenarios.conftest import Result, Scenario
 
@@ -94,3 +95,43 @@ async def test_a_holder_whose_operation_has_ended_does_not_keep_producers_off(sc
     assert "held by another drain: this one holds it too" in said(result), result.output
     assert await scenario.flag() == "true"
     assert await scenario.redis.exists(holders(scenario)) == 0
+
+
+async def test_drain_all_empties_every_queue_as_one_operation(scenario: Scenario):
+    """`drain all`: one operation holding every queue's lock, one flag, one watch."""
+    await scenario.produce("sla,other", 8, "--data", json.dumps({"ms": 700}))
+    flag = f"{scenario.prefix}:flags:WORKER_ACCEPT_JOBS"
+    async with scenario.node_worker("sla,other", CONCURRENCY="1"):  # about 6 s a queue
+        proc = await scenario.spawn(*drain("all"))
+        async with asyncio.timeout(30):
+            while await scenario.flag() != "false":
+                await asyncio.sleep(0.05)
+        locks = sorted(
+            [k async for k in scenario.redis.scan_iter(match=f"chatops:{scenario.prefix}:lock:*")]
+        )
+        assert locks == [
+            f"chatops:{scenario.prefix}:lock:test:queue:other",
+            f"chatops:{scenario.prefix}:lock:test:queue:sla",
+        ]
+        refused = await scenario.chatops(*drain("sla"))  # its queue is being drained
+        assert proc.returncode is None, "drain all ended before the second drain started"
+        assert refused.code != 0, refused.output
+        assert f"chatops:{scenario.prefix}:lock:test:queue:sla is locked by" in said(refused)
+        result = await finish(proc)
+    assert result.code == 0, result.output
+    text = said(result)
+    assert "drain all in test" in text
+    (op_id,) = set(re.findall(r"op-[0-9a-f]{10}", text))
+    assert f"(operation {op_id})" in said(refused), refused.output
+    assert "check all 2 queues (sla, other) under prefix" in text, result.output
+    assert "2 queues: waiting" in text and "not yet empty: sla (" in text, result.output
+    assert "succeeded: all 2 queues (sla, other) drained in" in text, result.output
+    assert f"producer flag {flag} back on" in text
+    assert await scenario.flag() == "true"
+    for queue in ("sla", "other"):
+        runs = await scenario.runs(queue)
+        assert len(runs) == 8 and set(runs.values()) == {1}, runs
+    (op,) = await scenario.json("ops", "history")
+    shown = await scenario.json("ops", "show", op["id"])
+    assert shown["target"] == "all" and shown["state"] == "succeeded", shown
+    assert shown["validation"]["counts"]["completed"] == 16, shown

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import timedelta
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -16,6 +17,7 @@ from bot.errors import OperationFailed, Refused, redis_unreachable
 from bot.flags import get_flag, hold_off, holders_key, release
 from bot.queues import (
     EventTail,
+    QueueCounts,
     QueueEvent,
     QueueState,
     completed_total,
@@ -27,24 +29,45 @@ from bot.queues import (
 )
 from bot.queues.health import require_fit_redis
 
+Tails = dict[str, EventTail]
+_COUNT_FIELDS = tuple(f.name for f in fields(QueueCounts))
+
 
 @dataclass(frozen=True)
 class DrainParams:
-    queue: str
+    queues: tuple[str, ...]  # one queue, or every queue of the environment (`drain all`)
     timeout_s: float
     stall_s: float
     poll_interval_s: float
     producer_grace_s: float = 0.0
+    every: bool = False  # asked for as `all`
+
+    @property
+    def target(self) -> str:
+        return "all" if self.every else self.queues[0]
+
+    @property
+    def named(self) -> str:
+        """How steps and messages name what is drained."""
+        if not self.every:
+            return self.queues[0]
+        return f"all {len(self.queues)} queues ({_listed(self.queues)})"
+
+
+def _listed(names: Sequence[str], most: int = 5) -> str:
+    more = f", and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 def drain_plan(env_name: str, env: EnvironmentConfig, params: DrainParams) -> Plan:
-    q = params.queue
     flag = env.flag_key
+    what = f"queue {params.named}" if not params.every else params.named
     steps = (
-        Step(f"check queue {q} under prefix {env.prefix}", lambda ctx: _check(ctx, params), 15),
+        Step(f"check {what} under prefix {env.prefix}", lambda ctx: _check(ctx, params), 15),
         Step(f"turn producers off ({flag} = false)", lambda ctx: _flag_off(ctx, params), 15),
         Step(
-            f"wait until {q} has nothing waiting, active or due (up to {params.timeout_s:g} s)",
+            f"wait until {params.named} has nothing waiting, active or due "
+            f"(up to {params.timeout_s:g} s)",
             lambda ctx: _watch(ctx, params),
             params.timeout_s + 30,
         ),
@@ -53,18 +76,22 @@ def drain_plan(env_name: str, env: EnvironmentConfig, params: DrainParams) -> Pl
     return Plan(
         kind="drain",
         env=env_name,
-        target=q,
+        target=params.target,
         steps=steps,
-        locks=(f"queue:{q}",),
+        locks=tuple(f"queue:{q}" for q in params.queues),
         details=(
             "producers are asked to stop through the WORKER_ACCEPT_JOBS flag; "
             "no job is deleted, workers finish what is queued",
         ),
-        params={"queue": q, "timeout_s": params.timeout_s},
+        params={
+            "queue": params.target,
+            "queues": list(params.queues),
+            "timeout_s": params.timeout_s,
+        },
     )
 
 
-async def _check_producers(ctx: StepContext, params: DrainParams, tail: EventTail | None) -> None:
+async def _check_producers(ctx: StepContext, params: DrainParams, tails: Tails) -> None:
     """Fail when jobs were added while producers should hold them.
 
     BullMQ increments `<prefix>:<queue>:id` on every add, so one GET a poll notices any add,
@@ -74,24 +101,25 @@ async def _check_producers(ctx: StepContext, params: DrainParams, tail: EventTai
     """
     if "flag_off_at" not in ctx.results:
         return  # the flag was already off: we do not know since when
-    q = params.queue
-    counter = await job_id_counter(ctx.redis, prefix=ctx.env.prefix, queue=q)
-    moved = counter - ctx.results["ids_before"]
-    if not moved:
-        return
-    added = [e.job_id for e in await _read_all(tail) if e.event == "added" and e.job_id]
-    ctx.results["ids_before"] = counter  # after the read: a failed read is read again next poll
-    if ctx.clock.monotonic() - ctx.results["flag_off_at"] < params.producer_grace_s:
-        return  # still within the producers' cache time
-    scheduled = sum(1 for job_id in added if job_id.startswith("repeat:"))
-    rogue = [job_id for job_id in added if not job_id.startswith("repeat:")]
-    unexplained = max(len(rogue), moved - scheduled)
-    if unexplained > 0:
-        first = f" (first: {', '.join(rogue[:5])})" if rogue else ""
-        raise OperationFailed(
-            f"a producer ignores the flag: {unexplained} job(s) added to {q} while "
-            f"{ctx.env.flag_key} was false{first}"
-        )
+    ids_before: dict[str, int] = ctx.results["ids_before"]
+    for q in params.queues:
+        counter = await job_id_counter(ctx.redis, prefix=ctx.env.prefix, queue=q)
+        moved = counter - ids_before[q]
+        if not moved:
+            continue
+        added = [e.job_id for e in await _read_all(tails.get(q)) if e.event == "added" and e.job_id]
+        ids_before[q] = counter  # after the read: a failed read is read again next poll
+        if ctx.clock.monotonic() - ctx.results["flag_off_at"] < params.producer_grace_s:
+            continue  # still within the producers' cache time
+        scheduled = sum(1 for job_id in added if job_id.startswith("repeat:"))
+        rogue = [job_id for job_id in added if not job_id.startswith("repeat:")]
+        unexplained = max(len(rogue), moved - scheduled)
+        if unexplained > 0:
+            first = f" (first: {', '.join(rogue[:5])})" if rogue else ""
+            raise OperationFailed(
+                f"a producer ignores the flag: {unexplained} job(s) added to {q} while "
+                f"{ctx.env.flag_key} was false{first}"
+            )
 
 
 async def _read_all(tail: EventTail | None, *, max_reads: int = 20) -> list[QueueEvent]:
@@ -119,20 +147,52 @@ def _describe(state: QueueState, due: int) -> str:
     )
 
 
+def _total(states: Sequence[QueueState]) -> QueueState:
+    """Every queue's counts added up, as one state (named `all`)."""
+    sums = {field: sum(getattr(s.counts, field) for s in states) for field in _COUNT_FIELDS}
+    return QueueState("all", any(s.paused for s in states), "", QueueCounts(**sums))
+
+
+def _describe_all(states: Sequence[QueueState], dues: Sequence[int]) -> str:
+    """One line for one queue; for several, their sum and the queues not yet empty."""
+    if len(states) == 1:
+        return _describe(states[0], dues[0])
+    left = [(s.name, _remaining(s, due)) for s, due in zip(states, dues, strict=True)]
+    busy = [f"{name} ({n})" for name, n in left if n]
+    line = f"{len(states)} queues: {_describe(_total(states), sum(dues))}"
+    return line + (f"; not yet empty: {_listed(busy)}" if busy else "")
+
+
 async def _check(ctx: StepContext, params: DrainParams) -> str:
-    await require_fit_redis(ctx.redis, prefix=ctx.env.prefix, doing=f"a drain of {params.queue}")
-    (state,) = await read_states(ctx.redis, prefix=ctx.env.prefix, queues=[params.queue])
-    if state.paused:
+    await require_fit_redis(ctx.redis, prefix=ctx.env.prefix, doing=f"a drain of {params.named}")
+    states = await read_states(ctx.redis, prefix=ctx.env.prefix, queues=list(params.queues))
+    paused = [s.name for s in states if s.paused]
+    if paused:
         raise Refused(
-            f"queue {params.queue} is paused, so it would never drain; "
-            f"resume it first (chatops queue resume {params.queue} --env {ctx.env_name})"
+            f"queue {_listed(paused)} {'is' if len(paused) == 1 else 'are'} paused, so "
+            f"{'it' if len(paused) == 1 else 'they'} would never drain; resume "
+            f"{'it' if len(paused) == 1 else 'them'} first "
+            f"(chatops queue resume {paused[0]} --env {ctx.env_name})"
         )
-    workers = await connected_workers(ctx.redis, prefix=ctx.env.prefix, queue=params.queue)
-    ctx.results["start_counts"] = state.counts
-    if workers.known and workers.count == 0:
-        await ctx.emit(f"warning: no worker is connected to {params.queue}; the drain will stall")
-    who = f"{workers.count} worker(s)" if workers.known else "workers unknown (CLIENT LIST denied)"
-    return f"{_describe(state, 0)}; {who}"
+    unserved = []
+    known = True
+    for q in params.queues:
+        workers = await connected_workers(ctx.redis, prefix=ctx.env.prefix, queue=q)
+        known = known and workers.known
+        if workers.known and workers.count == 0:
+            unserved.append(q)
+    for q in unserved:
+        await ctx.emit(f"warning: no worker is connected to {q}; the drain will stall")
+    ctx.results["start_counts"] = _total(states).counts
+    if len(states) == 1:
+        who = f"{workers.count} worker(s)" if known else "workers unknown (CLIENT LIST denied)"
+        return f"{_describe(states[0], 0)}; {who}"
+    who = (
+        "workers unknown (CLIENT LIST denied)"
+        if not known
+        else f"{len(states) - len(unserved)} of {len(states)} queues have a worker"
+    )
+    return f"{_describe_all(states, [0] * len(states))}; {who}"
 
 
 async def _flag_off(ctx: StepContext, params: DrainParams) -> str:
@@ -144,12 +204,14 @@ async def _flag_off(ctx: StepContext, params: DrainParams) -> str:
         ctx.results["flag_was_off"] = True
         return f"{key} was already false (not set by a drain): left as it is"
     ctx.results["flag_restore"] = restore_id = await ctx.record_restore(FLAG_OFF, key)
-    tail = await EventTail.open(ctx.redis, prefix=ctx.env.prefix, queue=params.queue)
-    ctx.resources.push_async_callback(tail.close)
-    ctx.results["tail"] = tail
-    ctx.results["ids_before"] = await job_id_counter(
-        ctx.redis, prefix=ctx.env.prefix, queue=params.queue
-    )
+    tails: Tails = {}
+    ids_before: dict[str, int] = {}
+    for q in params.queues:
+        tails[q] = tail = await EventTail.open(ctx.redis, prefix=ctx.env.prefix, queue=q)
+        ctx.resources.push_async_callback(tail.close)
+        ids_before[q] = await job_id_counter(ctx.redis, prefix=ctx.env.prefix, queue=q)
+    ctx.results["tails"] = tails
+    ctx.results["ids_before"] = ids_before
     held = await hold_off(ctx.redis, key, holders, ctx.op_id)
     if held == "manual":  # turned off by someone else in between: not ours to turn back on
         await ctx.restored(restore_id)
@@ -180,36 +242,40 @@ async def _flag_on(ctx: StepContext) -> str:
 
 
 async def _watch(ctx: StepContext, params: DrainParams) -> str:
-    prefix, q = ctx.env.prefix, params.queue
+    prefix, queues = ctx.env.prefix, list(params.queues)
     start = ctx.clock.monotonic()
     deadline_at = ctx.clock.now() + timedelta(seconds=params.timeout_s)
-    tail: EventTail | None = ctx.results.get("tail")
+    tails: Tails = ctx.results.get("tails", {})
     last_progress = start
-    last_seen: tuple[int, int | None] | None = None
+    last_seen: tuple[int, int] | None = None
     last_line = ""
     unreachable_since: float | None = None
     while True:
         try:
-            (state,) = await read_states(ctx.redis, prefix=prefix, queues=[q])
-            due = await delayed_due_count(ctx.redis, prefix=prefix, queue=q, before=deadline_at)
-            completed = await completed_total(ctx.redis, prefix=prefix, queue=q)
+            states = await read_states(ctx.redis, prefix=prefix, queues=queues)
+            dues = [
+                await delayed_due_count(ctx.redis, prefix=prefix, queue=q, before=deadline_at)
+                for q in queues
+            ]
+            completed = await _completed(ctx, states)
             if unreachable_since is not None:
                 back_at = ctx.clock.monotonic()
                 await ctx.emit(f"Redis reachable again after {back_at - unreachable_since:.1f} s")
                 unreachable_since = None
                 last_progress = back_at  # workers reconnect too: a stall counts from here
-            remaining = _remaining(state, due)
-            line = _describe(state, due)
+            remaining = sum(_remaining(st, due) for st, due in zip(states, dues, strict=True))
+            line = _describe_all(states, dues)
             if line != last_line:
                 await ctx.emit(line)
                 last_line = line
-            ctx.validation["counts"] = state.counts.as_dict()
-            await _check_producers(ctx, params, tail)
+            ctx.validation["counts"] = _total(states).counts.as_dict()
+            await _check_producers(ctx, params, tails)
             if remaining == 0:
                 break
-            overdue = await delayed_due_count(
-                ctx.redis, prefix=prefix, queue=q, before=ctx.clock.now()
-            )
+            now_at = ctx.clock.now()
+            overdue = 0
+            for q in queues:
+                overdue += await delayed_due_count(ctx.redis, prefix=prefix, queue=q, before=now_at)
         except (RedisConnectionError, RedisTimeoutError) as exc:
             # Redis restarting or failing over. Every call above only reads, so poll again until
             # it is back, for as long as a stall would be tolerated (no worker runs without it).
@@ -226,7 +292,7 @@ async def _watch(ctx: StepContext, params: DrainParams) -> str:
             continue
         seen = (remaining, completed)
         now = ctx.clock.monotonic()
-        c = state.counts
+        c = _total(states).counts
         # Only delayed jobs not yet due are left: that is waiting for the clock, not a stall.
         idle_by_design = c.waiting + c.prioritized + c.active + overdue == 0
         if (
@@ -245,8 +311,10 @@ async def _watch(ctx: StepContext, params: DrainParams) -> str:
         if now - start >= params.timeout_s:
             raise OperationFailed(f"timed out after {params.timeout_s:g} s ({line})")
         await ctx.clock.sleep(params.poll_interval_s)
-    later = state.counts.delayed - due
-    schedulers = await scheduler_count(ctx.redis, prefix=prefix, queue=q)
+    later = sum(st.counts.delayed - due for st, due in zip(states, dues, strict=True))
+    schedulers = 0
+    for q in queues:
+        schedulers += await scheduler_count(ctx.redis, prefix=prefix, queue=q)
     notes = []
     if later:
         notes.append(f"{later} delayed job(s) due after the deadline, left in place")
@@ -255,6 +323,16 @@ async def _watch(ctx: StepContext, params: DrainParams) -> str:
     ctx.validation["delayed_later"] = later
     ctx.validation["schedulers"] = schedulers
     elapsed = ctx.clock.monotonic() - start
-    done = f"{q} drained in {elapsed:.1f} s"
+    done = f"{params.named} drained in {elapsed:.1f} s"
     ctx.results["summary"] = "; ".join([done, *notes])
     return "; ".join([done, *notes])
+
+
+async def _completed(ctx: StepContext, states: Sequence[QueueState]) -> int:
+    """Completions so far, every queue together: the metrics count where workers keep one
+    (it survives `removeOnComplete`), else the completed set."""
+    total = 0
+    for state in states:
+        metric = await completed_total(ctx.redis, prefix=ctx.env.prefix, queue=state.name)
+        total += metric if metric is not None else state.counts.completed
+    return total
