@@ -182,7 +182,8 @@ class Pm2Target:
             if loop.time() >= next_check:
                 previous = await self._check_health(baseline, previous, secrets)
                 next_check = loop.time() + _HEALTH_EVERY_S
-            await asyncio.sleep(_POLL_S)
+            if not tail.behind:  # else read on at once: a chatty worker must not outrun us
+                await asyncio.sleep(_POLL_S)
 
     async def _not_ready(self, pattern: re.Pattern[str], since: LogCursor, timeout_s: float) -> str:
         now = "unknown"
@@ -480,6 +481,7 @@ class _LogTail:
         self._offset = offset
         self._inode: int | None = None
         self._partial = b""
+        self.behind = False  # the last read stopped at its size limit: more is there already
 
     async def read_lines(self, host: Host) -> list[str]:
         stat = await host.stat(self._path)
@@ -492,6 +494,7 @@ class _LogTail:
         self._inode = stat.inode
         data = await host.read(self._path, self._offset, _READ_CHUNK) or b""
         self._offset += len(data)
+        self.behind = len(data) == _READ_CHUNK
         *complete, self._partial = (self._partial + data).split(b"\n")
         if len(self._partial) > _MAX_LINE:
             complete.append(self._partial)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 
+import bot.targets.pm2 as pm2_module
 from bot.abc import LineSink
 from bot.errors import OperationFailed
 from bot.targets.pm2 import Pm2Target, _parse_jlist
@@ -122,6 +123,25 @@ async def test_readiness_survives_a_truncated_log(pm2: Pm2Home, prefix: str) -> 
     await target.reload()
 
     assert await target.wait_ready(READY, since=cursor, timeout_s=15) == "worker:ready"
+
+
+async def test_readiness_is_found_behind_megabytes_of_output_at_once(
+    pm2: Pm2Home, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that logs more between the cursor and its marker than one read takes: the
+    tail reads on without waiting a poll period per read (here 30 s: it would time out)."""
+    target = await _started(pm2, worker_app("w", prefix=prefix))
+    cursor = await target.log_cursor()
+    monkeypatch.setattr(pm2_module, "_POLL_S", 30.0)
+    chatter = b"".join(b"job %07d done\n" % i for i in range(300_000))  # about 5 MiB
+    with open(cursor.path, "ab") as log:
+        log.write(chatter + b"worker:ready\n")
+    assert len(chatter) > 4 * pm2_module._READ_CHUNK
+    seen, sink = _collector()
+    assert await target.wait_ready(READY, since=cursor, timeout_s=20, on_line=sink) == (
+        "worker:ready"
+    )
+    assert len(seen) == 300_001
 
 
 async def test_reload_never_passes_the_callers_environment(
