@@ -886,8 +886,7 @@ def crossing(rows: Sequence[Pooled], cap: Capacity | None, s: Settings) -> str:
         f"The answers and modals fall behind earlier: with their follow-ups the bot spends "
         f"{cap.mix_cpu_ms:.2f} ms of CPU a command, ~{cap.sustained_per_s:.0f}/s on one whole "
         f"core at best, and while requests keep coming overdue follow-ups run only "
-        f"{BUSY_RUNNING} at a time, the running drain counting as one (see each step's pending "
-        f"follow-ups)"
+        f"{BUSY_RUNNING} at a time (see each step's pending follow-ups)"
     )
 
 
