@@ -131,14 +131,7 @@ async def test_sigterm_during_a_drain_ends_it_recorded_with_the_flag_back_and_no
         driver = SlackDriver(
             f"http://127.0.0.1:{port}/slack/events", SECRET, fake_slack, user=OPS, channel=CHANNEL
         )
-        await driver.command("/queue", "drain sla")
-
-        def filled() -> bool:
-            views = fake_slack.open_views(OPS)
-            return bool(views) and "preparing" not in json.dumps(views[-1]["blocks"])
-
-        await fake_slack.wait_until(filled, timeout_s=20)
-        await driver.view_submission(fake_slack.open_views(OPS)[-1])
+        await driver.command_confirmed("/queue", "drain sla")
         async with asyncio.timeout(20):
             while await scenario.flag() != "false":
                 await asyncio.sleep(0.1)

@@ -357,17 +357,7 @@ async def test_a_serve_process_killed_mid_drain_is_taken_over_and_told_in_its_th
             driver = SlackDriver(
                 f"http://127.0.0.1:{port}/slack/events", SECRET, fake_slack, channel=CHANNEL
             )
-            await driver.command("/queue", "drain sla", user=OPS)
-
-            def plan() -> dict[str, Any] | None:
-                views = fake_slack.open_views(OPS)
-                filled = views and "preparing" not in json.dumps(views[-1]["blocks"])
-                return views[-1] if filled else None
-
-            await fake_slack.wait_until(lambda: plan() is not None, timeout_s=20)
-            view = plan()
-            assert view is not None
-            await driver.view_submission(view, user=OPS)
+            await driver.command_confirmed("/queue", "drain sla", user=OPS)
             await gate.wait_held(timeout_s=30)  # watching the queue, producers off
             await fake_slack.wait_until(lambda: progress() is not None, timeout_s=20)
             first.send_signal(signal.SIGKILL)

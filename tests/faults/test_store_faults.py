@@ -270,17 +270,7 @@ async def test_a_drain_from_slack_whose_database_stays_away_is_told_there_and_la
             driver = SlackDriver(
                 f"http://127.0.0.1:{port}/slack/events", SECRET, fake_slack, channel=CHANNEL
             )
-            await driver.command("/queue", "drain sla", user=OPS)
-
-            def plan() -> dict[str, Any] | None:
-                views = fake_slack.open_views(OPS)
-                filled = views and "preparing" not in json.dumps(views[-1]["blocks"])
-                return views[-1] if filled else None
-
-            await fake_slack.wait_until(lambda: plan() is not None, timeout_s=20)
-            view = plan()
-            assert view is not None
-            await driver.view_submission(view, user=OPS)
+            await driver.command_confirmed("/queue", "drain sla", user=OPS)
             async with asyncio.timeout(30):
                 while await scenario.flag() != "false":
                     await asyncio.sleep(0.05)

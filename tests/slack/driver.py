@@ -141,6 +141,25 @@ class SlackDriver:
             self.slack.show_ack(payload, where=f"ack of {what}", channel=channel, user=user)
         return response
 
+    async def command_confirmed(
+        self, command: str, text: str, *, user: str | None = None, timeout_s: float = 20
+    ) -> DriverResponse:
+        """The slash command, then its confirmation modal submitted as it is, once the bot has
+        filled it with the plan: what an operator does for an environment that is not
+        protected. Returns the submission's response."""
+        user = user or self.user
+        await self.command(command, text, user=user)
+
+        def plan() -> dict[str, Any] | None:
+            views = self.slack.open_views(user)
+            filled = views and "preparing" not in json.dumps(views[-1]["blocks"])
+            return views[-1] if filled else None
+
+        await self.slack.wait_until(lambda: plan() is not None, timeout_s=timeout_s)
+        view = plan()
+        assert view is not None
+        return await self.view_submission(view, user=user)
+
     # -- interactions ---------------------------------------------------------------------------
 
     async def block_action(
