@@ -19,7 +19,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,6 +195,25 @@ class Summary:
             f"median {self.median * 1e3:.2f} ms · p95 {self.p95 * 1e3:.2f} ms · "
             f"p99 {self.p99 * 1e3:.2f} ms · max {self.max * 1e3:.2f} ms (n={self.n})"
         )
+
+
+async def interleaved(
+    calls: dict[str, Callable[[], Awaitable[object]]], rounds: int, warmup: int
+) -> dict[str, Summary]:
+    """Each call `rounds` times, interleaved (a round calls each once, in a rotating order), so
+    that drift in the machine's load hits every case alike."""
+    names = list(calls)
+    for _ in range(warmup):
+        for name in names:
+            await calls[name]()
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(rounds):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            started = time.perf_counter()
+            await calls[name]()
+            samples[name].append(time.perf_counter() - started)
+    return {name: Summary.of(s) for name, s in samples.items()}
 
 
 def verdict(ok: bool) -> str:

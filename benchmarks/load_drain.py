@@ -135,6 +135,7 @@ from slack_ack import (
     signed,
     start_child,
     user_id,
+    warm_up,
 )
 
 from bot.slack.blocks import loading_view
@@ -1077,18 +1078,7 @@ async def bench(s: Settings, out: str | None) -> int:
                 f"{children['bot'].proc.pid}, bare pid {children['bare'].proc.pid}; "
                 f"private redis-server pid {pr.proc.pid}"
             )
-            print("warm-up (untimed): 100 of each command to each app, 10 in flight")
-            warm = Load("warm", 10, None, 100, 1, goal=False)
-            for name in ("bot", "bare"):
-                for command in COMMANDS:
-                    await run_round(
-                        app=name,
-                        server=children[name],
-                        fake=fake,
-                        command_name=command,
-                        load=warm,
-                        index=0,
-                    )
+            await warm_up(children, fake)
             print(f"burst (closed loop, 50 in flight, {s.burst} per command and app, no drain):")
             burst = Load("burst", 50, None, s.burst, 1, goal=False)
             for name in ("bot", "bare"):

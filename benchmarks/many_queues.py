@@ -103,6 +103,7 @@ from common import (
     chatops_argv,
     dump_json,
     fill,
+    interleaved,
     node_env,
     other_clients,
     print_machine,
@@ -419,24 +420,6 @@ def check_blocks(answer: dict[str, Any], names: Sequence[str]) -> BlockCheck:
     )
 
 
-async def _timed(
-    calls: dict[str, Callable[[], Awaitable[object]]], rounds: int, warmup: int
-) -> dict[str, Summary]:
-    """Each call `rounds` times, interleaved in a rotating order (as queue_status.py does)."""
-    names = list(calls)
-    for _ in range(warmup):
-        for name in names:
-            await calls[name]()
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for i in range(rounds):
-        shift = i % len(names)
-        for name in names[shift:] + names[:shift]:
-            started = time.perf_counter()
-            await calls[name]()
-            samples[name].append(time.perf_counter() - started)
-    return {name: Summary.of(x) for name, x in samples.items()}
-
-
 async def measure_status(
     environ: dict[str, str], s: Settings
 ) -> tuple[dict[str, Summary], BlockCheck, dict[str, Any]]:
@@ -465,7 +448,7 @@ async def measure_status(
             RENDER_CALL: render_only,
             PING: rt.redis_for(ENV).ping,
         }
-        return await _timed(calls, s.calls, s.warmup), check, answer
+        return await interleaved(calls, s.calls, s.warmup), check, answer
 
 
 def time_cli(env: dict[str, str], workdir: Path, s: Settings) -> list[float]:

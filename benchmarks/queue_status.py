@@ -44,6 +44,7 @@ from common import (
     chatops_argv,
     dump_json,
     fill,
+    interleaved,
     print_machine,
     private_redis,
     verdict,
@@ -85,25 +86,6 @@ def cases(quick: bool) -> list[Case]:
     ]
 
 
-async def _timed(
-    calls: dict[str, Callable[[], Awaitable[object]]], rounds: int, warmup: int
-) -> dict[str, Summary]:
-    """Each call `rounds` times, interleaved (a round calls each once, in a rotating order), so
-    that drift in the machine's load hits every case alike."""
-    names = list(calls)
-    for _ in range(warmup):
-        for name in names:
-            await calls[name]()
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for i in range(rounds):
-        shift = i % len(names)
-        for name in names[shift:] + names[:shift]:
-            started = time.perf_counter()
-            await calls[name]()
-            samples[name].append(time.perf_counter() - started)
-    return {name: Summary.of(s) for name, s in samples.items()}
-
-
 def _check_counts(case: Case, states: Sequence[QueueState]) -> None:
     wrong = [s.name for s in states if s.counts.waiting != case.jobs_per_queue]
     if len(states) != len(case.queues) or wrong:
@@ -136,11 +118,13 @@ async def measure(url: str, cases: Sequence[Case], rounds: int, warmup: int) -> 
         for case in cases:
             _check_counts(case, await read_states(client, prefix=PREFIX, queues=case.queues))
         single = {c.name: _status_call(client, c) for c in cases if len(c.queues) == 1}
-        results = await _timed({**single, PING: client.ping}, rounds, warmup)
+        results = await interleaved({**single, PING: client.ping}, rounds, warmup)
         for case in cases:
             if len(case.queues) > 1:
                 before = server_usec(url)
-                results |= await _timed({case.name: _status_call(client, case)}, rounds, warmup)
+                results |= await interleaved(
+                    {case.name: _status_call(client, case)}, rounds, warmup
+                )
                 per_call_ms = (server_usec(url) - before) / (rounds + warmup) / 1e3
                 print(f"{case.name}: Redis spent {per_call_ms:.2f} ms per call (commandstats)")
         return results

@@ -67,7 +67,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -550,6 +550,17 @@ async def run_round(
     )
 
 
+async def warm_up(servers: Mapping[str, Child], fake: Child) -> None:
+    """Untimed: 100 of each command to each app, 10 in flight."""
+    print("warm-up (untimed): 100 of each command to each app, 10 in flight")
+    warm = Load("warm", 10, None, 100, 1, goal=False)
+    for name in ("bot", "bare"):
+        for command in COMMANDS:
+            await run_round(
+                app=name, server=servers[name], fake=fake, command_name=command, load=warm, index=0
+            )
+
+
 def describe(r: RoundResult) -> str:
     s = r.summary
     done = "not done" if r.background_done_s is None else f"{r.background_done_s:.2f} s"
@@ -658,18 +669,7 @@ async def bench(args: argparse.Namespace) -> int:
                 f"{servers['bot'].proc.pid}, bare pid {servers['bare'].proc.pid}; loads: "
                 + "; ".join(f"{x.name}: {x.rounds} x {x.requests} per app" for x in loads)
             )
-            print("warm-up (untimed): 100 of each command to each app, 10 in flight")
-            warm = Load("warm", 10, None, 100, 1, goal=False)
-            for name in ("bot", "bare"):
-                for command in COMMANDS:
-                    await run_round(
-                        app=name,
-                        server=servers[name],
-                        fake=fake,
-                        command_name=command,
-                        load=warm,
-                        index=0,
-                    )
+            await warm_up(servers, fake)
             for command in COMMANDS:
                 for load in loads:
                     for index in range(1, load.rounds + 1):
