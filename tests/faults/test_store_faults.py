@@ -232,8 +232,8 @@ async def test_a_drain_taken_for_dead_during_an_outage_stops_and_leaves_the_take
         assert await scenario.flag() == "true"  # put back by the claimer
         proxy.set_mode("pass")
         result = await finish(proc, timeout_s=30)
-        assert not await drained(scenario), "the drain ran on to the end"
     said = " ".join(result.output.split())
+    assert "sla drained in" not in said, "the drain ran on to the end"
     # Stopped by the bot, for a reason it names: its lock freed by the claimer, or the claim.
     assert "stopped at step 3 of 4 (wait until sla" in said, result.output
     assert "lost its lock" in said or "took it for dead" in said, result.output
@@ -265,7 +265,7 @@ async def test_a_drain_from_slack_whose_database_stays_away_is_told_there_and_la
         found = [m for m in fake_slack.messages(CHANNEL) if "drain sla in test" in m["text"]]
         return found[0] if found else None
 
-    async with scenario.node_worker("sla"):
+    async with scenario.node_worker("sla", CONCURRENCY="1"):  # a drain of about 10 s
         async with served(environ, scenario.tmp) as (proc, port):
             driver = SlackDriver(
                 f"http://127.0.0.1:{port}/slack/events", SECRET, fake_slack, channel=CHANNEL

@@ -33,7 +33,9 @@ def holders(scenario: Scenario) -> str:
 async def test_the_flag_comes_back_on_only_when_the_last_drain_ends(scenario: Scenario):
     """The drain that turned producers off ends first, while a later one still drains."""
     await scenario.produce("other", 6, "--data", json.dumps({"ms": 400}))
-    await scenario.produce("sla", 12, "--data", json.dumps({"ms": 500}))
+    await scenario.produce(
+        "sla", 30, "--data", json.dumps({"ms": 500})
+    )  # 15 s: outlasts CLI starts
     flag = f"{scenario.prefix}:flags:WORKER_ACCEPT_JOBS"
     async with (
         scenario.node_worker("other", CONCURRENCY="1"),
@@ -63,7 +65,7 @@ async def test_the_flag_comes_back_on_only_when_the_last_drain_ends(scenario: Sc
     )
     assert await scenario.flag() == "true"
     assert await scenario.redis.exists(holders(scenario)) == 0
-    for queue, count in (("other", 6), ("sla", 12)):
+    for queue, count in (("other", 6), ("sla", 30)):
         runs = await scenario.runs(queue)
         assert len(runs) == count and set(runs.values()) == {1}, runs
     ops = await scenario.json("ops", "history")
@@ -99,9 +101,9 @@ async def test_a_holder_whose_operation_has_ended_does_not_keep_producers_off(sc
 
 async def test_drain_all_empties_every_queue_as_one_operation(scenario: Scenario):
     """`drain all`: one operation holding every queue's lock, one flag, one watch."""
-    await scenario.produce("sla,other", 8, "--data", json.dumps({"ms": 700}))
+    await scenario.produce("sla,other", 16, "--data", json.dumps({"ms": 700}))
     flag = f"{scenario.prefix}:flags:WORKER_ACCEPT_JOBS"
-    async with scenario.node_worker("sla,other", CONCURRENCY="1"):  # about 6 s a queue
+    async with scenario.node_worker("sla,other", CONCURRENCY="1"):  # about 11 s a queue
         proc = await scenario.spawn(*drain("all"))
         async with asyncio.timeout(30):
             while await scenario.flag() != "false":
@@ -130,8 +132,8 @@ async def test_drain_all_empties_every_queue_as_one_operation(scenario: Scenario
     assert await scenario.flag() == "true"
     for queue in ("sla", "other"):
         runs = await scenario.runs(queue)
-        assert len(runs) == 8 and set(runs.values()) == {1}, runs
+        assert len(runs) == 16 and set(runs.values()) == {1}, runs
     (op,) = await scenario.json("ops", "history")
     shown = await scenario.json("ops", "show", op["id"])
     assert shown["target"] == "all" and shown["state"] == "succeeded", shown
-    assert shown["validation"]["counts"]["completed"] == 16, shown
+    assert shown["validation"]["counts"]["completed"] == 32, shown
