@@ -22,7 +22,12 @@ from bot.queues.moves import Skipped
 from bot.queues.pausing import is_queue_paused, pause_queue, resume_queue
 from bot.queues.schedulers import JobScheduler, job_schedulers, scheduler_count
 from bot.queues.states import QueueCounts, QueueState, read_state, read_states
-from bot.queues.workers import WorkerConnection, WorkerConnections, connected_workers
+from bot.queues.workers import (
+    WorkerConnection,
+    WorkerConnections,
+    connected_workers,
+    connected_workers_of,
+)
 
 __all__ = [
     "CanaryResult",
@@ -41,6 +46,7 @@ __all__ = [
     "WorkerConnections",
     "completed_total",
     "connected_workers",
+    "connected_workers_of",
     "delayed_due_count",
     "delayed_jobs",
     "failed_jobs",

@@ -8,6 +8,7 @@ Without permission for `CLIENT LIST` the answer is "unknown", never "none".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,12 +53,23 @@ def _connection(client: dict[str, Any], base: str) -> WorkerConnection | None:
 
 
 async def connected_workers(redis: aioredis.Redis, *, prefix: str, queue: str) -> WorkerConnections:
+    return (await connected_workers_of(redis, prefix=prefix, queues=[queue]))[queue]
+
+
+async def connected_workers_of(
+    redis: aioredis.Redis, *, prefix: str, queues: Sequence[str]
+) -> dict[str, WorkerConnections]:
+    """`connected_workers` of each queue, from one `CLIENT LIST`."""
     try:
-        clients = await redis.client_list()
+        clients = [dict(client) for client in await redis.client_list()]
     except ResponseError as err:  # NOPERM under an ACL, or CLIENT disabled by a provider
-        return WorkerConnections(
+        unknown = WorkerConnections(
             known=False, connections=[], unknown_reason=f"CLIENT LIST refused: {err}"
         )
-    base = worker_client_name(prefix, queue)
-    found = [c for c in (_connection(dict(client), base) for client in clients) if c]
-    return WorkerConnections(known=True, connections=found)
+        return dict.fromkeys(queues, unknown)
+    found: dict[str, WorkerConnections] = {}
+    for queue in queues:
+        base = worker_client_name(prefix, queue)
+        mine = [c for c in (_connection(client, base) for client in clients) if c]
+        found[queue] = WorkerConnections(known=True, connections=mine)
+    return found

@@ -32,7 +32,7 @@ from bot.runtime import Runtime
 from bot.slack import blocks
 from bot.slack.followups import ANSWER_START_S, MODAL_START_S, REPLY_START_S, FollowUps
 from bot.slack.outbox import Outbox
-from bot.slack.progress import SlackProgress
+from bot.slack.progress import SlackProgress, progress_title
 from bot.slack.replays import RecentRequests
 from bot.slack.views import query_answer
 from bot.slack.window_door import window_command
@@ -451,7 +451,7 @@ class SlackDoor:
             clock=self.rt.clock,
             channel=origin.channel,
             actor=origin.user,
-            title=f"{plan.kind} {plan.target} in {plan.env}",
+            title=progress_title(plan.kind, plan.target, plan.env),
             rollback_value=rollback,
             fallback_url=origin.response_url,
         )

@@ -27,6 +27,15 @@ THREAD_TEXT_MAX = 3500
 THREAD_BATCH_EVERY_S = 5.0
 
 
+def progress_title(kind: str, target: str, env: str) -> str:
+    return f"{kind} {target} in {env}"
+
+
+def progress_text(title: str, state: str, summary: str | None) -> str:
+    """The message's text (notifications, and what the fake Slack and tests read)."""
+    return f"{title}: {state}" + (f" — {summary}" if summary else "")
+
+
 @dataclass
 class SlackProgress:
     outbox: Outbox
@@ -111,7 +120,7 @@ class SlackProgress:
         )
 
     def _text(self) -> str:
-        return f"{self.title}: {self.state}" + (f" — {self.summary}" if self.summary else "")
+        return progress_text(self.title, self.state, self.summary)
 
     def _blocks(self) -> list[dict[str, object]]:
         finished_badly = self.state == "failed"

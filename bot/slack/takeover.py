@@ -7,6 +7,7 @@ from __future__ import annotations
 from bot.engine.runner import owner_id
 from bot.slack.blocks import progress_blocks
 from bot.slack.outbox import Outbox
+from bot.slack.progress import progress_text, progress_title
 from bot.store import Store
 from bot.store.records import OperationRecord
 
@@ -18,10 +19,10 @@ async def tell_in_thread(store: Store, outbox: Outbox, op: OperationRecord, line
     if await store.slack_message(progress) is None:
         return  # not started from Slack: the audit row is the report
     await outbox.reply(progress, f"{op.id}:takeover", text=f"taken over by {owner_id()}: {line}")
-    title = f"{op.kind} {op.target} in {op.env}"
+    title = progress_title(op.kind, op.target, op.env)
     await outbox.update(
         progress,
-        text=f"{title}: {op.state}" + (f" — {op.summary}" if op.summary else ""),
+        text=progress_text(title, op.state, op.summary),
         blocks=progress_blocks(
             title=title,
             actor=op.actor,

@@ -21,7 +21,7 @@ from bot.queues import (
     QueueEvent,
     QueueState,
     completed_total,
-    connected_workers,
+    connected_workers_of,
     delayed_due_count,
     job_id_counter,
     read_states,
@@ -174,24 +174,20 @@ async def _check(ctx: StepContext, params: DrainParams) -> str:
             f"{'it' if len(paused) == 1 else 'them'} first "
             f"(chatops queue resume {paused[0]} --env {ctx.env_name})"
         )
-    unserved = []
-    known = True
-    for q in params.queues:
-        workers = await connected_workers(ctx.redis, prefix=ctx.env.prefix, queue=q)
-        known = known and workers.known
-        if workers.known and workers.count == 0:
-            unserved.append(q)
+    workers = await connected_workers_of(
+        ctx.redis, prefix=ctx.env.prefix, queues=list(params.queues)
+    )
+    known = all(w.known for w in workers.values())
+    unserved = [q for q, w in workers.items() if w.known and w.count == 0]
     for q in unserved:
         await ctx.emit(f"warning: no worker is connected to {q}; the drain will stall")
     ctx.results["start_counts"] = _total(states).counts
-    if len(states) == 1:
-        who = f"{workers.count} worker(s)" if known else "workers unknown (CLIENT LIST denied)"
-        return f"{_describe(states[0], 0)}; {who}"
-    who = (
-        "workers unknown (CLIENT LIST denied)"
-        if not known
-        else f"{len(states) - len(unserved)} of {len(states)} queues have a worker"
-    )
+    if not known:
+        who = "workers unknown (CLIENT LIST denied)"
+    elif len(states) == 1:
+        who = f"{workers[states[0].name].count} worker(s)"
+    else:
+        who = f"{len(states) - len(unserved)} of {len(states)} queues have a worker"
     return f"{_describe_all(states, [0] * len(states))}; {who}"
 
 
@@ -200,7 +196,8 @@ async def _flag_off(ctx: StepContext, params: DrainParams) -> str:
     holders = holders_key(ctx.env.prefix, key)
     before = await get_flag(ctx.redis, key)
     if before is False and not await ctx.redis.scard(holders):
-        # Someone else holds producers off: leave the flag as we found it afterwards.
+        # Someone else's "off", seen before any restore is recorded: a crash from here on must
+        # not turn it back on.
         ctx.results["flag_was_off"] = True
         return f"{key} was already false (not set by a drain): left as it is"
     ctx.results["flag_restore"] = restore_id = await ctx.record_restore(FLAG_OFF, key)
@@ -268,7 +265,8 @@ async def _watch(ctx: StepContext, params: DrainParams) -> str:
             if line != last_line:
                 await ctx.emit(line)
                 last_line = line
-            ctx.validation["counts"] = _total(states).counts.as_dict()
+            counts = _total(states).counts
+            ctx.validation["counts"] = counts.as_dict()
             await _check_producers(ctx, params, tails)
             if remaining == 0:
                 break
@@ -292,9 +290,8 @@ async def _watch(ctx: StepContext, params: DrainParams) -> str:
             continue
         seen = (remaining, completed)
         now = ctx.clock.monotonic()
-        c = _total(states).counts
         # Only delayed jobs not yet due are left: that is waiting for the clock, not a stall.
-        idle_by_design = c.waiting + c.prioritized + c.active + overdue == 0
+        idle_by_design = counts.waiting + counts.prioritized + counts.active + overdue == 0
         if (
             last_seen is None
             or idle_by_design
