@@ -192,7 +192,7 @@ def build_bot(rt: Runtime, *, scope: str = SLACK_SCOPE, source: str = "slack") -
     app = AsyncApp(
         client=client,
         signing_secret=settings.SLACK_SIGNING_SECRET,
-        process_before_response=False,
+        process_before_response=True,
     )
     door = SlackDoor(rt, client, GroupCache(), session=session, source=source, scope=scope)
     for surface in (queue, worker, ops, window, interactions):
