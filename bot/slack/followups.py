@@ -2,8 +2,10 @@
 
 Slack's 3-second ack is the one deadline the bot cannot miss, and on one event loop every
 follow-up competes with the acks still to come. So a follow-up waits while requests are being
-answered, and starts once none is, or at its latest start, whichever comes first. Latest starts
-come from what the follow-up answers to: a modal's trigger_id lasts 3 s, a response_url 30 min.
+answered, and starts once the door has been quiet (no request answered for `quiet_s`, a few
+milliseconds: the gaps inside a burst of commands are shorter), or at its latest start,
+whichever comes first. Latest starts come from what the follow-up answers to: a modal's
+trigger_id lasts 3 s, a response_url 30 min.
 Follow-ups start one per turn of the event loop, so a quiet moment never releases a backlog
 in one block that the next request would have to wait behind, and while requests keep coming
 only a few run at a time. Under a sustained overload acks stay fast and answers come late.
@@ -28,6 +30,9 @@ ANSWER_START_S = 2.0  # an answer through response_url, an audit row
 # While requests keep coming, follow-ups past their latest start run this many at a time: a
 # backlog trickles out behind the acks instead of landing on them all at once.
 BUSY_RUNNING = 2
+# How long no request must have been answered before the door counts as quiet: long enough to
+# span the gaps inside a burst, short enough that nobody notices it on a single command.
+QUIET_S = 0.02
 
 
 @dataclass(order=True)
@@ -39,8 +44,10 @@ class _Waiting:
 
 
 class FollowUps:
-    def __init__(self) -> None:
+    def __init__(self, *, quiet_s: float = QUIET_S) -> None:
+        self._quiet_s = quiet_s
         self._in_flight = 0
+        self._last_answered = float("-inf")  # loop time the latest request was answered
         self._heap: list[_Waiting] = []
         self._seq = itertools.count()
         self._wake: asyncio.Event | None = None
@@ -64,6 +71,7 @@ class FollowUps:
             yield
         finally:
             self._in_flight -= 1
+            self._last_answered = asyncio.get_running_loop().time()
             if not self._in_flight and self._heap and self._wake is not None:
                 self._wake.set()
 
@@ -133,13 +141,19 @@ class FollowUps:
             self._wake.clear()
             timeout: float | None = None
             if self._heap:
-                left = self._heap[0].start_by - loop.time()
+                now = loop.time()
+                left = self._heap[0].start_by - now
                 due = left <= 0 and len(self._busy) < BUSY_RUNNING
-                if not self._in_flight or due:
+                quiet_in = None if self._in_flight else self._last_answered + self._quiet_s - now
+                if due or (quiet_in is not None and quiet_in <= 0):
                     self._start(heapq.heappop(self._heap))
                     await asyncio.sleep(0)  # one per turn: the selector is polled in between
                     continue
-                timeout = left if left > 0 else None  # else: until one finishes
+                # Wake at the latest start, or once quiet; else when a follow-up finishes.
+                timeout = min(
+                    (t for t in (left if left > 0 else None, quiet_in) if t is not None),
+                    default=None,
+                )
             # Not wait_for: on 3.11 it swallows a cancel that lands as the event is set.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):

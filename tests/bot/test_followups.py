@@ -1,5 +1,6 @@
-"""FollowUps: work after an ack waits while requests are being answered, never past its
-latest start, and starts in order of latest start, one per turn of the event loop."""
+"""FollowUps: work after an ack waits while requests are being answered and until the door has
+been quiet a moment, never past its latest start, and starts in order of latest start, one per
+turn of the event loop. Tests of the turn-by-turn order use `quiet_s=0`."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ async def test_starts_at_once_when_no_request_is_being_answered() -> None:
 
 
 async def test_waits_while_a_request_is_answered_and_starts_when_it_is_done() -> None:
-    followups = FollowUps()
+    followups = FollowUps(quiet_s=0)
     log: list[str] = []
     with followups.serving():
         followups.spawn(recorder(log, "a"), what="a", within_s=60)
@@ -45,6 +46,28 @@ async def test_waits_while_a_request_is_answered_and_starts_when_it_is_done() ->
         assert followups.waiting() == 1
     await turns(10)
     assert log == ["a"]
+    await followups.aclose()
+
+
+async def test_waits_until_the_door_has_been_quiet_for_quiet_s() -> None:
+    followups = FollowUps(quiet_s=0.5)
+    log: list[str] = []
+    started = asyncio.Event()
+
+    async def answer() -> None:
+        log.append("answer")
+        started.set()
+
+    with followups.serving():
+        followups.spawn(answer(), what="answer", within_s=60)
+    await turns(20)
+    assert log == []  # answered just now: a burst's next request may be on its way
+    with followups.serving():
+        await turns(5)
+    await turns(20)
+    assert log == []  # another request: the quiet moment starts again
+    await asyncio.wait_for(started.wait(), timeout=30)
+    assert log == ["answer"]
     await followups.aclose()
 
 
@@ -65,7 +88,7 @@ async def test_starts_at_its_latest_start_even_while_requests_keep_coming() -> N
 
 
 async def test_earliest_latest_start_goes_first_and_one_per_turn() -> None:
-    followups = FollowUps()
+    followups = FollowUps(quiet_s=0)
     log: list[str] = []
     with followups.serving():
         followups.spawn(recorder(log, "answer"), what="answer", within_s=60)
@@ -84,7 +107,7 @@ async def test_earliest_latest_start_goes_first_and_one_per_turn() -> None:
 
 
 async def test_a_request_arriving_mid_backlog_holds_the_rest_back() -> None:
-    followups = FollowUps()
+    followups = FollowUps(quiet_s=0)
     log: list[str] = []
     with followups.serving():
         for i in range(50):
@@ -138,7 +161,7 @@ async def test_closing_drops_what_never_started_without_leaving_it_unawaited(
 
 
 async def test_overdue_work_trickles_while_requests_keep_coming() -> None:
-    followups = FollowUps()
+    followups = FollowUps(quiet_s=0)
     running: list[int] = []
     gates = [asyncio.Event() for _ in range(5)]
 
