@@ -22,6 +22,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 _OP_ID = re.compile(r"op-[0-9a-f]{10}")
 _WINDOW_ID = re.compile(r"w-[0-9a-f]{6}")
+# Printable ASCII without quotes or backslashes: text that shlex would split at spaces alone.
+_PLAIN = re.compile(r"[ !#-&(-\[\]-~]*")
 _WHEN_DAYS = ("today", "tomorrow")
 
 
@@ -180,6 +182,11 @@ def _flag(name: str) -> str:
     return name if len(name) <= 40 and name.isprintable() else _shown(name)
 
 
+def _words(text: str) -> list[str]:
+    """shlex.split, which costs the ack path more than the rest of parsing, only where needed."""
+    return text.split() if _PLAIN.fullmatch(text) else shlex.split(text)
+
+
 def parse(command: str, text: str) -> Parsed:
     """Parse `text` of `/command`; BadInput with a specific message when it is wrong."""
     command = command.lstrip("/")
@@ -190,7 +197,7 @@ def parse(command: str, text: str) -> Parsed:
     if len(text) > _MAX_TEXT:
         raise BadInput(f"the command text is {len(text)} characters long; at most {_MAX_TEXT}")
     try:
-        words = shlex.split(text)
+        words = _words(text)
     except ValueError as exc:
         raise BadInput(f"cannot read the command: {exc}") from None
     if not words or words[0] in ("help", "-h", "--help"):

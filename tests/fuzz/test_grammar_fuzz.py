@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import re
+import shlex
 
 import pytest
 from hypothesis import assume, event, example, given, settings
 from hypothesis import strategies as st
 
 from bot.errors import BadInput
-from commands.grammar import ACTIONS, Parsed, parse
+from commands.grammar import ACTIONS, Parsed, _words, parse
 from tests.fuzz.strategies import (
     COMMANDS,
     any_char,
@@ -208,3 +209,19 @@ def test_reschedule_takes_a_window_a_when_and_maybe_a_length() -> None:
             parse("/window", bad)
     with pytest.raises(BadInput, match="not a window id"):
         parse("/window", "reschedule tomorrow 10:00")
+
+
+@fuzz
+@given(st.one_of(command_texts(), st.text(st.characters(max_codepoint=0x7F))))
+@example("drain sla --timeout-s 30")
+@example('drain "sla"')
+@example("a\tb\x0bc\x1cd")
+def test_words_are_split_as_shlex_splits_them(text: str) -> None:
+    """The fast path for plain text gives shlex's words, and anything else goes to shlex."""
+    try:
+        expected = shlex.split(text)
+    except ValueError:
+        with pytest.raises(ValueError):
+            _words(text)
+        return
+    assert _words(text) == expected
