@@ -490,7 +490,9 @@ class RoundResult:
     pending_tasks: int
     background_done_s: float | None
     server_cpu_s: float
+    server_burst_cpu_s: float  # up to the last ack: what the acks competed with
     fake_cpu_s: float
+    fake_burst_cpu_s: float
     client_cpu_s: float
     gc: dict[str, dict[str, float]] = field(default_factory=dict)
     fake_calls: dict[str, int] = field(default_factory=dict)
@@ -516,6 +518,8 @@ async def run_round(
         started = time.perf_counter()
         fired = await fire(server.info["events"], fake.info["control"], command, text, load)
         last_ack = time.perf_counter()
+        burst_cpu_s = server.cpu_s() - cpu0[0]
+        fake_burst_cpu_s = fake.cpu_s() - cpu0[1]
         pending = await _get(control, f"{control_url}/pending")
         done_after: float | None = 0.0
         state = pending
@@ -543,7 +547,9 @@ async def run_round(
         pending_tasks=pending["tasks"],
         background_done_s=done_after,
         server_cpu_s=cpu1[0] - cpu0[0],
+        server_burst_cpu_s=burst_cpu_s,
         fake_cpu_s=cpu1[1] - cpu0[1],
+        fake_burst_cpu_s=fake_burst_cpu_s,
         client_cpu_s=cpu1[2] - cpu0[2],
         gc=gc_pauses,
         fake_calls=stats["calls"],
@@ -575,8 +581,11 @@ def describe(r: RoundResult) -> str:
         f" {s.n / r.wall_s:.0f} req/s{behind}\n"
         f"      pending at the last ack: {r.pending_background} background tasks"
         f" ({r.pending_tasks} asyncio tasks), done {done} later ·"
-        f" CPU server {r.server_cpu_s:.1f} s ({r.server_cpu_s / s.n * 1e3:.2f} ms/req),"
-        f" fake {r.fake_cpu_s:.1f} s, client {r.client_cpu_s:.1f} s ·"
+        f" CPU server {r.server_cpu_s:.1f} s ({r.server_cpu_s / s.n * 1e3:.2f} ms/req;"
+        f" up to the last ack {r.server_burst_cpu_s / s.n * 1e3:.2f} ms/req,"
+        f" {r.server_burst_cpu_s / r.wall_s:.0%} busy),"
+        f" fake {r.fake_cpu_s:.1f} s ({r.fake_burst_cpu_s / r.wall_s:.0%} busy up to the last"
+        f" ack), client {r.client_cpu_s:.1f} s ·"
         f" server GC gen2 {gen2['count']:.0f}× max {gen2['max_ms']:.0f} ms\n"
         f"      fake calls: {calls}"
     )
