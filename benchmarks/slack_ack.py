@@ -206,13 +206,18 @@ async def serve_fake(users: int) -> None:
         # The calls answered since the last read, by method and outcome; then forgotten, so the
         # fake's memory stays flat over the run.
         counts: Counter[str] = Counter()
+        modal_ages_s: list[float] = []  # from the trigger's issue to its views.open
         for call in slack.calls:
             outcome = "ok" if call.ok else (call.error or f"HTTP {call.status}")
             counts[f"{call.method} {outcome}"] += 1
+            issued = slack.trigger_issued_at(str(call.args.get("trigger_id", "")))
+            if call.method == "views.open" and issued is not None:
+                modal_ages_s.append(call.time - issued)
         slack.calls.clear()
         return web.json_response(
             {
                 "calls": dict(counts),
+                "modal_ages_s": modal_ages_s,
                 "rate_limited": slack.rate_limited,
                 "violations": len(slack.violations),
                 "violation_samples": slack.violations[-3:],
@@ -496,6 +501,7 @@ class RoundResult:
     client_cpu_s: float
     gc: dict[str, dict[str, float]] = field(default_factory=dict)
     fake_calls: dict[str, int] = field(default_factory=dict)
+    modal_ages_s: list[float] = field(default_factory=list)  # trigger issued -> views.open
 
     @property
     def summary(self) -> Summary:
@@ -553,6 +559,7 @@ async def run_round(
         client_cpu_s=cpu1[2] - cpu0[2],
         gc=gc_pauses,
         fake_calls=stats["calls"],
+        modal_ages_s=stats["modal_ages_s"],
     )
 
 
@@ -571,6 +578,12 @@ def describe(r: RoundResult) -> str:
     s = r.summary
     done = "not done" if r.background_done_s is None else f"{r.background_done_s:.2f} s"
     calls = ", ".join(f"{k} {v}" for k, v in sorted(r.fake_calls.items())) or "none"
+    if len(r.modal_ages_s) >= 2:
+        ages = Summary.of(r.modal_ages_s)
+        calls += (
+            f" · modal opened after (trigger issued -> views.open) p50 {ages.median * 1e3:.0f} ms,"
+            f" p99 {ages.p99 * 1e3:.0f} ms, max {ages.max * 1e3:.0f} ms (expires at 3,000)"
+        )
     bad = {k: v for k, v in r.statuses.items() if k != "200"}
     gen2 = r.gc.get("2", {"count": 0, "max_ms": 0.0, "total_ms": 0.0})
     behind = f", client up to {r.behind_s * 1e3:.0f} ms behind schedule" if r.behind_s else ""
@@ -721,8 +734,15 @@ async def bench(args: argparse.Namespace) -> int:
             "loads": [asdict(x) for x in loads],
             "rounds_detail": [
                 {
-                    **{k: v for k, v in asdict(res).items() if k != "latencies_s"},
+                    **{
+                        k: v
+                        for k, v in asdict(res).items()
+                        if k not in ("latencies_s", "modal_ages_s")
+                    },
                     "summary": asdict(res.summary),
+                    "modal_ages": (
+                        asdict(Summary.of(res.modal_ages_s)) if len(res.modal_ages_s) >= 2 else None
+                    ),
                 }
                 for res in results
             ],

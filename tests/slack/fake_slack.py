@@ -368,6 +368,10 @@ class FakeSlack:
         """A trigger_id as Slack puts in a command/interaction: single use, 3 s to use it."""
         return self._views.new_trigger(user)
 
+    def trigger_issued_at(self, trigger_id: str) -> float | None:
+        """When `trigger_id` was issued, on the fake's clock (None: not one of ours)."""
+        return self._views.issued_at(trigger_id)
+
     def new_response_url(
         self,
         *,

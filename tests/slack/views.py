@@ -54,6 +54,10 @@ class ViewStore:
         self._triggers[trigger_id] = Trigger(trigger_id, user, self._clock.now())
         return trigger_id
 
+    def issued_at(self, trigger_id: str) -> float | None:
+        trigger = self._triggers.get(trigger_id)
+        return None if trigger is None else trigger.issued_at
+
     def exchange(self, method: str, trigger_id: object) -> Trigger:
         """The trigger, if it may be used now (the caller marks it ``used`` on success)."""
         if not trigger_id:
