@@ -9,11 +9,14 @@ trigger_id lasts 3 s, a response_url 30 min.
 Follow-ups start one per turn of the event loop, so a quiet moment never releases a backlog
 in one block that the next request would have to wait behind, and while requests keep coming
 only a few run at a time. Under a sustained overload acks stay fast and answers come late.
+Modals are the exception: they all start at the next turn whatever else waits or runs, since a
+trigger_id that expires behind a backlog of answers is a command lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import heapq
 import itertools
@@ -24,15 +27,15 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-MODAL_START_S = 0.0  # views.open: its trigger_id expires 3 s after the user typed
+MODAL_START_S = 0.0  # views.open: its trigger_id expires 3 s after the user typed: at once
 REPLY_START_S = 1.0  # a vote, a confirmation, a cancel: the operator is waiting on it
 ANSWER_START_S = 2.0  # an answer through response_url, an audit row
 # While requests keep coming, follow-ups past their latest start run this many at a time: a
 # backlog trickles out behind the acks instead of landing on them all at once.
 BUSY_RUNNING = 2
-# How long no request must have been answered before the door counts as quiet: long enough to
-# span the gaps inside a burst, short enough that nobody notices it on a single command.
-QUIET_S = 0.02
+# How long no request must have been answered before the door counts as quiet: longer than the
+# gaps inside a burst, shorter than those between commands even at 50 a second.
+QUIET_S = 0.005
 
 
 @dataclass(order=True)
@@ -49,6 +52,8 @@ class FollowUps:
         self._in_flight = 0
         self._last_answered = float("-inf")  # loop time the latest request was answered
         self._heap: list[_Waiting] = []
+        # within_s=0: all started at the next turn, past BUSY_RUNNING (a trigger_id expires)
+        self._at_once: collections.deque[_Waiting] = collections.deque()
         self._seq = itertools.count()
         self._wake: asyncio.Event | None = None
         self._dispatcher: asyncio.Task[None] | None = None
@@ -57,11 +62,11 @@ class FollowUps:
 
     def pending(self) -> int:
         """Follow-ups not yet finished (waiting to start or running)."""
-        return len(self._heap) + len(self._tasks)
+        return self.waiting() + len(self._tasks)
 
     def waiting(self) -> int:
         """Follow-ups not yet started."""
-        return len(self._heap)
+        return len(self._heap) + len(self._at_once)
 
     @contextlib.contextmanager
     def serving(self) -> Iterator[None]:
@@ -76,21 +81,26 @@ class FollowUps:
                 self._wake.set()
 
     def spawn(self, coro: Coroutine[Any, Any, None], *, what: str, within_s: float) -> None:
-        """Run `coro` once no request is being answered, or `within_s` from now at the latest."""
+        """Run `coro` once the door is quiet, or `within_s` from now at the latest; with
+        `within_s=0`, at the next turn of the event loop whatever else is running: a modal
+        that waited behind a backlog of answers would find its trigger_id expired."""
         loop = asyncio.get_running_loop()
         waiting = _Waiting(loop.time() + within_s, next(self._seq), coro, what)
-        heapq.heappush(self._heap, waiting)
+        if within_s <= 0:
+            self._at_once.append(waiting)
+        else:
+            heapq.heappush(self._heap, waiting)
         if self._wake is None:
             self._wake = asyncio.Event()
         if self._dispatcher is None or self._dispatcher.done():
             self._dispatcher = asyncio.create_task(self._dispatch())
-        elif self._heap[0] is waiting or not self._in_flight:
-            self._wake.set()  # a new earliest start, or nothing holds it back
+        elif within_s <= 0 or self._heap[0] is waiting or not self._in_flight:
+            self._wake.set()  # to start at once, a new earliest start, or nothing holds it back
 
     def long_running(self) -> None:
         """Called by a follow-up that goes on to run for minutes (an operation): it stops
-        counting against BUSY_RUNNING, or two of them would hold back every answer and modal
-        due while requests keep coming, until they end."""
+        counting against BUSY_RUNNING, or two of them would hold back every answer due while
+        requests keep coming, until they end."""
         task = asyncio.current_task()
         if task in self._busy:
             self._busy.discard(task)
@@ -99,6 +109,8 @@ class FollowUps:
 
     async def finish(self, timeout_s: float) -> None:
         """Start everything still waiting, then wait (bounded) for all of it to finish."""
+        while self._at_once:
+            self._start(self._at_once.popleft(), busy=False)
         while self._heap:
             self._start(heapq.heappop(self._heap))
         if self._tasks:
@@ -111,12 +123,13 @@ class FollowUps:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._dispatcher
             self._dispatcher = None
-        while self._heap:
-            waiting = heapq.heappop(self._heap)
+        for waiting in [*self._at_once, *self._heap]:
             waiting.coro.close()
             logger.warning("slack: %s dropped at shutdown", waiting.what)
+        self._at_once.clear()
+        self._heap.clear()
 
-    def _start(self, waiting: _Waiting) -> None:
+    def _start(self, waiting: _Waiting, *, busy: bool = True) -> None:
         async def follow_up() -> None:
             try:
                 await waiting.coro
@@ -125,7 +138,8 @@ class FollowUps:
 
         task = asyncio.create_task(follow_up())
         self._tasks.add(task)
-        self._busy.add(task)
+        if busy:
+            self._busy.add(task)
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
@@ -140,6 +154,10 @@ class FollowUps:
         while True:
             self._wake.clear()
             timeout: float | None = None
+            # All at once: under a burst a turn of the loop can take milliseconds, and one modal
+            # a turn would fall ever further behind the commands asking for them.
+            while self._at_once:
+                self._start(self._at_once.popleft(), busy=False)
             if self._heap:
                 now = loop.time()
                 left = self._heap[0].start_by - now

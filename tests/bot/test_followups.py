@@ -174,7 +174,8 @@ async def test_overdue_work_trickles_while_requests_keep_coming() -> None:
 
     with followups.serving():
         for i in range(5):
-            followups.spawn(blocking(i), what=str(i), within_s=0)
+            followups.spawn(blocking(i), what=str(i), within_s=0.001)
+        await asyncio.sleep(0.01)
         await turns(20)
         assert running == list(range(BUSY_RUNNING))
         gates[0].set()
@@ -189,11 +190,16 @@ async def test_overdue_work_trickles_while_requests_keep_coming() -> None:
 
 
 async def test_operations_running_for_long_do_not_hold_back_what_is_due() -> None:
-    """Two confirmed operations run for minutes inside follow-ups; a modal due meanwhile, while
-    requests keep coming, still starts at its latest start."""
+    """Two confirmed operations run for minutes inside follow-ups; an answer due meanwhile,
+    while requests keep coming, still starts at its latest start."""
     followups = FollowUps()
     log: list[str] = []
     end = asyncio.Event()
+    answered = asyncio.Event()
+
+    async def answer() -> None:
+        log.append("answer")
+        answered.set()
 
     def operation(name: str) -> Coroutine[Any, Any, None]:
         async def follow_up() -> None:
@@ -208,9 +214,40 @@ async def test_operations_running_for_long_do_not_hold_back_what_is_due() -> Non
             followups.spawn(operation(f"op{i}"), what="start", within_s=0)
         await turns(20)
         assert sorted(log) == [f"op{i}" for i in range(BUSY_RUNNING)]
-        followups.spawn(recorder(log, "modal"), what="modal", within_s=0)
-        await turns(20)
-        assert log[-1] == "modal"
+        followups.spawn(answer(), what="answer", within_s=0.01)
+        await asyncio.wait_for(answered.wait(), timeout=30)
+        assert log[-1] == "answer"
     end.set()
     await followups.finish(timeout_s=10)
+    await followups.aclose()
+
+
+async def test_a_modal_starts_at_once_even_while_requests_keep_coming_and_slots_are_taken() -> None:
+    """within_s=0 (a views.open: its trigger_id expires 3 s after the user typed) does not wait
+    for a quiet door or a free slot, nor behind answers already overdue."""
+    followups = FollowUps()
+    log: list[str] = []
+    end = asyncio.Event()
+
+    def blocking(name: str) -> Coroutine[Any, Any, None]:
+        async def follow_up() -> None:
+            log.append(name)
+            await end.wait()
+
+        return follow_up()
+
+    with followups.serving():
+        for i in range(BUSY_RUNNING):
+            followups.spawn(blocking(f"busy{i}"), what="busy", within_s=0.001)
+        followups.spawn(recorder(log, "overdue answer"), what="answer", within_s=0.001)
+        await asyncio.sleep(0.01)
+        await turns(20)
+        assert sorted(log) == [f"busy{i}" for i in range(BUSY_RUNNING)]  # the slots are taken
+        followups.spawn(recorder(log, "modal"), what="modal", within_s=0)
+        await turns(5)
+        assert log[-1] == "modal"
+        assert "overdue answer" not in log
+    end.set()
+    await followups.finish(timeout_s=10)
+    assert "overdue answer" in log
     await followups.aclose()
