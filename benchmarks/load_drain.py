@@ -507,7 +507,7 @@ def view_submission(user: str, trigger_id: str, response_url: str, tag: str) -> 
         "response_url": response_url,
     }
     view = {
-        **loading_view("queue drain", metadata).to_dict(),
+        **loading_view("queue drain", metadata),
         "id": f"VBENCH{tag}",
         "team_id": TEAM,
         "app_id": APP_ID,

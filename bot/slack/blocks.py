@@ -3,6 +3,7 @@ Slack's limits) and cut to size where the content comes from the world (log line
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -99,15 +100,22 @@ def code(lines: Sequence[str], limit: int = SECTION_MAX - 10) -> str:
     return f"```{text}```"
 
 
-def loading_view(title: str, metadata: dict[str, Any]) -> View:
-    return View(
+def loading_view(title: str, metadata: dict[str, Any]) -> dict[str, Any]:
+    """The modal a mutating command opens at once, as Slack's JSON: it is opened within the
+    burst of commands that asks for it, so it is built (and validated) once per title."""
+    return {**_loading_view(title), "private_metadata": json.dumps(metadata)}
+
+
+@functools.lru_cache(maxsize=64)
+def _loading_view(title: str) -> dict[str, Any]:
+    view = View(
         type="modal",
         callback_id=CONFIRM_CALLBACK,
         title=PlainTextObject(text=cut(title, 24)),
         close=PlainTextObject(text="Cancel"),
-        private_metadata=json.dumps(metadata),
         blocks=[section("⏳ preparing the plan…")],
     )
+    return view.to_dict()
 
 
 def plan_view(
