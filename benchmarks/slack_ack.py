@@ -38,8 +38,11 @@ Loads, per command:
 After each round the harness reads how many of the bot's background tasks (``FollowUps.pending()``:
 answers and modals) and asyncio tasks are still pending, then waits until none is (bounded), so
 rounds never overlap. Per round: p50/p99/max, pending tasks, how long the background work ran on
-after the last ack, CPU of each process, the servers' garbage-collector pauses (timed by
-``gc.callbacks`` inside each server), and the fake's calls by method and outcome.
+after the last ack, CPU of each process (in all, and up to the last ack: what the acks competed
+with), the servers' garbage-collector pauses (timed by ``gc.callbacks`` inside each server), the
+fake's calls by method and outcome, and how long after its command was sent each modal opened
+(views.open) and each answer arrived (response_url), from the fake's record of when it issued
+the trigger_id and response_url, less the time they waited in the client before their command.
 
 Run by hand from the repository root (about 5 minutes; ``--quick``: 200 requests, 1 round per
 load, about 25 s, a smoke check whose numbers are not measurements). Results and findings:
@@ -206,18 +209,29 @@ async def serve_fake(users: int) -> None:
         # The calls answered since the last read, by method and outcome; then forgotten, so the
         # fake's memory stays flat over the run.
         counts: Counter[str] = Counter()
-        modal_ages_s: list[float] = []  # from the trigger's issue to its views.open
+        # From the issue of a command's trigger_id to its views.open, and of its response_url
+        # to the answer posted there, keyed by what the client knows them by.
+        modal_ages: list[tuple[str, float]] = []
+        answer_ages: list[tuple[str, float]] = []
         for call in slack.calls:
             outcome = "ok" if call.ok else (call.error or f"HTTP {call.status}")
             counts[f"{call.method} {outcome}"] += 1
-            issued = slack.trigger_issued_at(str(call.args.get("trigger_id", "")))
-            if call.method == "views.open" and issued is not None:
-                modal_ages_s.append(call.time - issued)
+            if call.method == "views.open":
+                trigger_id = str(call.args.get("trigger_id", ""))
+                issued = slack.trigger_issued_at(trigger_id)
+                if issued is not None:
+                    modal_ages.append((trigger_id, call.time - issued))
+            elif call.method == "response_url":
+                url_id = str(call.args.get("url_id", ""))
+                issued = slack.response_url_issued_at(url_id)
+                if issued is not None:
+                    answer_ages.append((url_id, call.time - issued))
         slack.calls.clear()
         return web.json_response(
             {
                 "calls": dict(counts),
-                "modal_ages_s": modal_ages_s,
+                "modal_ages": modal_ages,
+                "answer_ages": answer_ages,
                 "rate_limited": slack.rate_limited,
                 "violations": len(slack.violations),
                 "violation_samples": slack.violations[-3:],
@@ -406,6 +420,9 @@ class Fired:
     latencies_s: list[float]
     statuses: Counter[str]
     behind_s: float = 0.0  # open loop: how late the client sent its last request
+    # trigger_id and response_url id -> how long they waited in the client's pool between their
+    # issue and their command
+    held_s: dict[str, float] = field(default_factory=dict)
 
 
 async def fire(events_url: str, fake_control: str, command: str, text: str, load: Load) -> Fired:
@@ -413,6 +430,7 @@ async def fire(events_url: str, fake_control: str, command: str, text: str, load
     n = load.requests
     fired = Fired([], Counter())
     pool: list[tuple[str, str, str]] = []
+    issued_at: dict[str, float] = {}
     next_index = 0
     refill = asyncio.Lock()
     batch = load.concurrency or max(10, int((load.rate or 50) / 5))
@@ -436,6 +454,7 @@ async def fire(events_url: str, fake_control: str, command: str, text: str, load
                     async with control.post(f"{fake_control}/issue", json={"users": users}) as r:
                         pairs = await r.json()
                     pool.extend((u, t, url) for u, (t, url) in zip(users, pairs, strict=True))
+                    issued_at.update((t, time.perf_counter()) for t, _ in pairs)
                     pool.reverse()
                 return pool.pop()
 
@@ -444,6 +463,8 @@ async def fire(events_url: str, fake_control: str, command: str, text: str, load
             body = command_body(command, text, user, trigger_id, response_url)
             headers = signed(body)
             started = time.perf_counter()
+            held = started - issued_at.pop(trigger_id)
+            fired.held_s[trigger_id] = fired.held_s[response_url.rsplit("/", 1)[-1]] = held
             try:
                 async with session.post(events_url, data=body, headers=headers) as resp:
                     await resp.read()
@@ -501,7 +522,8 @@ class RoundResult:
     client_cpu_s: float
     gc: dict[str, dict[str, float]] = field(default_factory=dict)
     fake_calls: dict[str, int] = field(default_factory=dict)
-    modal_ages_s: list[float] = field(default_factory=list)  # trigger issued -> views.open
+    modal_ages_s: list[float] = field(default_factory=list)  # command sent -> views.open
+    answer_ages_s: list[float] = field(default_factory=list)  # command sent -> response_url
 
     @property
     def summary(self) -> Summary:
@@ -559,7 +581,9 @@ async def run_round(
         client_cpu_s=cpu1[2] - cpu0[2],
         gc=gc_pauses,
         fake_calls=stats["calls"],
-        modal_ages_s=stats["modal_ages_s"],
+        # from the command's POST: less the time its trigger_id waited in the client's pool
+        modal_ages_s=[age - fired.held_s.get(t, 0.0) for t, age in stats["modal_ages"]],
+        answer_ages_s=[age - fired.held_s.get(u, 0.0) for u, age in stats["answer_ages"]],
     )
 
 
@@ -574,16 +598,24 @@ async def warm_up(servers: Mapping[str, Child], fake: Child) -> None:
             )
 
 
+def _summary(samples: list[float]) -> dict[str, float] | None:
+    return asdict(Summary.of(samples)) if len(samples) >= 2 else None
+
+
 def describe(r: RoundResult) -> str:
     s = r.summary
     done = "not done" if r.background_done_s is None else f"{r.background_done_s:.2f} s"
     calls = ", ".join(f"{k} {v}" for k, v in sorted(r.fake_calls.items())) or "none"
-    if len(r.modal_ages_s) >= 2:
-        ages = Summary.of(r.modal_ages_s)
-        calls += (
-            f" · modal opened after (trigger issued -> views.open) p50 {ages.median * 1e3:.0f} ms,"
-            f" p99 {ages.p99 * 1e3:.0f} ms, max {ages.max * 1e3:.0f} ms (expires at 3,000)"
-        )
+    for what, samples in (
+        ("modal opened (views.open)", r.modal_ages_s),
+        ("answered (response_url)", r.answer_ages_s),
+    ):
+        if len(samples) >= 2:
+            ages = Summary.of(samples)
+            calls += (
+                f"\n      {what} after the command was sent: p50 {ages.median * 1e3:.0f} ms,"
+                f" p99 {ages.p99 * 1e3:.0f} ms, max {ages.max * 1e3:.0f} ms"
+            )
     bad = {k: v for k, v in r.statuses.items() if k != "200"}
     gen2 = r.gc.get("2", {"count": 0, "max_ms": 0.0, "total_ms": 0.0})
     behind = f", client up to {r.behind_s * 1e3:.0f} ms behind schedule" if r.behind_s else ""
@@ -737,12 +769,11 @@ async def bench(args: argparse.Namespace) -> int:
                     **{
                         k: v
                         for k, v in asdict(res).items()
-                        if k not in ("latencies_s", "modal_ages_s")
+                        if k not in ("latencies_s", "modal_ages_s", "answer_ages_s")
                     },
                     "summary": asdict(res.summary),
-                    "modal_ages": (
-                        asdict(Summary.of(res.modal_ages_s)) if len(res.modal_ages_s) >= 2 else None
-                    ),
+                    "modal_ages": _summary(res.modal_ages_s),
+                    "answer_ages": _summary(res.answer_ages_s),
                 }
                 for res in results
             ],

@@ -372,6 +372,11 @@ class FakeSlack:
         """When `trigger_id` was issued, on the fake's clock (None: not one of ours)."""
         return self._views.issued_at(trigger_id)
 
+    def response_url_issued_at(self, url_or_id: str) -> float | None:
+        """When that response_url was issued, on the fake's clock (None: not one of ours)."""
+        ru = self._response_urls.get(url_or_id)
+        return None if ru is None else ru.issued_at
+
     def new_response_url(
         self,
         *,
