@@ -17,8 +17,9 @@ remote:
   bot     (--serve bot)    the real bot: ``open_runtime`` (temporary SQLite store, the private
                            Redis) -> ``build_bot`` -> ``SlackBot.start_http("127.0.0.1", 0)`` ->
                            ``running()``, logging configured as ``chatops serve`` does.
-  bare    (--serve bare)   a bare Bolt ``AsyncApp`` (same signing secret, same
-                           ``process_before_response=False``) whose /queue, /worker and /ops
+  bare    (--serve bare)   a bare Bolt ``AsyncApp`` (same signing secret; Bolt's default
+                           ``process_before_response=False``, where the bot answers as soon as
+                           its handler returns) whose /queue, /worker and /ops
                            handlers only ``await ack()``, served by the bot's own code
                            (``SlackBot.start_http``/``handle``: ``to_bolt_request`` ->
                            ``async_dispatch`` -> ``to_aiohttp_response``), its auth.test answered
