@@ -210,8 +210,9 @@ async def test_operations_running_for_long_do_not_hold_back_what_is_due() -> Non
         return follow_up()
 
     with followups.serving():
-        for i in range(BUSY_RUNNING):
-            followups.spawn(operation(f"op{i}"), what="start", within_s=0)
+        for i in range(BUSY_RUNNING):  # as a confirmation starts one: due within a moment
+            followups.spawn(operation(f"op{i}"), what="start", within_s=0.001)
+        await asyncio.sleep(0.01)
         await turns(20)
         assert sorted(log) == [f"op{i}" for i in range(BUSY_RUNNING)]
         followups.spawn(answer(), what="answer", within_s=0.01)
