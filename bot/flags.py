@@ -58,6 +58,7 @@ return redis.call('SMEMBERS', KEYS[2])
 """
 
 Held = Literal["off", "joined", "manual"]
+Running = Callable[[str], Awaitable[bool]]  # whether an operation (a holder) still runs
 
 
 def holders_key(prefix: str, flag_key: str) -> str:
@@ -81,7 +82,7 @@ async def release(
     holders: str,
     holder: str,
     *,
-    running: Callable[[str], Awaitable[bool]] | None = None,
+    running: Running | None = None,
 ) -> list[str]:
     """`holder` lets go; the flag goes back on if no other holder is left. Holders whose
     operation has ended (`running` says, where the store can be asked) are dropped first: an

@@ -185,27 +185,25 @@ async def plan_for(rt: Runtime, req: OperationRequest) -> Plan:
 
 async def _plan_for(rt: Runtime, req: OperationRequest) -> Plan:
     env = rt.config.env(req.env)
-    if req.kind == "drain":
-        every = req.target == "all"  # every queue of the environment, under one operation
+    if req.kind in ("drain", "pause", "resume", "retry", "promote"):
+        every = req.kind == "drain" and req.target == "all"  # every queue, as one operation
         queues = tuple(env.queues) if every else (env.queue(req.target, env=req.env),)
         # The queues must exist under the configured prefix before any plan is shown.
         await read_states(rt.redis_for(req.env), prefix=env.prefix, queues=list(queues))
-        timeout_s = req.timeout_s or env.drain.timeout_s
-        if timeout_s <= 0:
-            raise BadInput("--timeout-s must be positive")
-        params = DrainParams(
-            queues,
-            timeout_s,
-            env.drain.stall_s,
-            env.drain.poll_interval_s,
-            env.drain.producer_grace_s,
-            every=every,
-        )
-        return drain_plan(req.env, env, params)
-    if req.kind in ("pause", "resume", "retry", "promote"):
-        queue = env.queue(req.target, env=req.env)
-        # The queue must exist under the configured prefix before any plan is shown.
-        await read_states(rt.redis_for(req.env), prefix=env.prefix, queues=[queue])
+        if req.kind == "drain":
+            timeout_s = req.timeout_s or env.drain.timeout_s
+            if timeout_s <= 0:
+                raise BadInput("--timeout-s must be positive")
+            params = DrainParams(
+                queues,
+                timeout_s,
+                env.drain.stall_s,
+                env.drain.poll_interval_s,
+                env.drain.producer_grace_s,
+                every=every,
+            )
+            return drain_plan(req.env, env, params)
+        (queue,) = queues
         ids = None if req.all_jobs else req.job_ids
         if req.kind == "pause":
             return pause_plan(req.env, env, queue)

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import redis.asyncio as redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.clock import Clock
 from bot.config import EnvironmentConfig
-from bot.flags import holders_key, release
+from bot.flags import Running, holders_key, release
 from bot.queues import resume_queue
 from bot.store import Store
 
 QUEUE_PAUSED = "queue_paused"
 FLAG_OFF = "flag_off"
-
-
-Running = Callable[[str], Awaitable[bool]]
 
 
 def running_in(store: Store) -> Running:
