@@ -216,6 +216,43 @@ async def interleaved(
     return {name: Summary.of(s) for name, s in samples.items()}
 
 
+def print_log_warnings(name: str, log: Path, most: int = 3) -> None:
+    """The warning and error lines a benchmark's child process logged: a few, and how many."""
+    lines = log.read_text(errors="replace").splitlines()
+    noted = [x for x in lines if any(w in x for w in ("ERROR", "Traceback", "WARN"))]
+    if noted:
+        print(f"{name}: {len(noted)} warning/error lines, e.g.:")
+        for line in noted[:most]:
+            print(f"    {line[:220]}")
+
+
+def time_status_cli(
+    env: dict[str, str],
+    workdir: Path,
+    env_name: str,
+    runs: int,
+    expected: Callable[[list[dict[str, Any]]], bool],
+) -> list[float]:
+    """Wall time of `chatops queue status --json`, `runs` times after an untimed first run (it
+    creates the SQLite store); RuntimeError when it fails or shows what `expected` refuses."""
+    argv = chatops_argv("queue", "status", "--env", env_name, "--json")
+    times = []
+    for i in range(runs + 1):
+        started = time.perf_counter()
+        done = subprocess.run(
+            argv, env=env, cwd=workdir, capture_output=True, text=True, timeout=120, check=False
+        )
+        elapsed = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"chatops failed ({done.returncode}): {done.stdout}{done.stderr}")
+        shown = json.loads(done.stdout)["queues"]
+        if not expected(shown):
+            raise RuntimeError(f"chatops showed unexpected counts: {shown[:2]}")
+        if i:
+            times.append(elapsed)
+    return times
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 

@@ -110,6 +110,7 @@ from common import (
     bot_environ,
     dump_json,
     fill,
+    print_log_warnings,
     print_machine,
     private_redis,
     stop_process,
@@ -131,6 +132,7 @@ from slack_ack import (
     RoundResult,
     command_body,
     describe,
+    get_json,
     run_round,
     signed,
     start_child,
@@ -191,11 +193,6 @@ class Settings:
 
 
 # ---- small helpers ---------------------------------------------------------------------------
-
-
-async def _get(session: aiohttp.ClientSession, url: str) -> Any:
-    async with session.get(url) as resp:
-        return await resp.json()
 
 
 def _cpu_s(pid: int | None) -> float:
@@ -400,9 +397,9 @@ async def run_steps(
         aiohttp.ClientSession() as control,
     ):
         for rate, n in zip(s.steps, s.step_requests, strict=True):
-            await _get(control, f"{control_url}/gc")  # forget the pauses before this step
-            pending_start = (await _get(control, f"{control_url}/pending"))["background"]
-            await _get(control, f"{fake.info['control']}/stats")  # and the fake's calls
+            await get_json(control, f"{control_url}/gc")  # forget the pauses before this step
+            pending_start = (await get_json(control, f"{control_url}/pending"))["background"]
+            await get_json(control, f"{fake.info['control']}/stats")  # and the fake's calls
             cpu0 = procs.cpu()
             t0 = time.perf_counter()
             fired = await fire_step(
@@ -418,9 +415,9 @@ async def run_steps(
             wall = time.perf_counter() - t0
             cpu = _delta(procs.cpu(), cpu0)
             running = not probe.done()
-            pending = await _get(control, f"{control_url}/pending")
-            gc_pauses = await _get(control, f"{control_url}/gc")
-            stats = await _get(control, f"{fake.info['control']}/stats")
+            pending = await get_json(control, f"{control_url}/pending")
+            gc_pauses = await get_json(control, f"{control_url}/gc")
+            stats = await get_json(control, f"{fake.info['control']}/stats")
             first_user += n
             behind = sorted(fired.behind_s)
             step = Step(
@@ -541,7 +538,7 @@ class DrainStart:
 async def start_drain(bot: Child, fake: Child, r: redis.Redis, store: Path, tag: str) -> DrainStart:
     calls: Counter[str] = Counter()
     async with aiohttp.ClientSession() as control:
-        await _get(control, f"{fake.info['control']}/stats")  # forget earlier calls
+        await get_json(control, f"{fake.info['control']}/stats")  # forget earlier calls
         trigger_id, response_url = await _issue(control, fake, DRAIN_USER)
         body = command_body("/queue", f"drain {QUEUE}", DRAIN_USER, trigger_id, response_url)
         status, text, command_ack = await _post_signed(control, bot.info["events"], body)
@@ -552,7 +549,7 @@ async def start_drain(bot: Child, fake: Child, r: redis.Redis, store: Path, tag:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the drain's confirmation modal was not filled: {dict(calls)}")
             await asyncio.sleep(0.1)
-            calls.update((await _get(control, f"{fake.info['control']}/stats"))["calls"])
+            calls.update((await get_json(control, f"{fake.info['control']}/stats"))["calls"])
         trigger_id, _ = await _issue(control, fake, DRAIN_USER)
         body = view_submission(DRAIN_USER, trigger_id, response_url, tag)
         status, text, submit_ack = await _post_signed(control, bot.info["events"], body)
@@ -616,7 +613,7 @@ async def wait_background(server: Child) -> float | None:
     """Seconds until the server's follow-ups are done (None: not within BACKGROUND_WAIT_S)."""
     started = time.monotonic()
     async with aiohttp.ClientSession() as control:
-        while (await _get(control, f"{server.info['control']}/pending"))["background"]:
+        while (await get_json(control, f"{server.info['control']}/pending"))["background"]:
             if time.monotonic() - started > BACKGROUND_WAIT_S:
                 return None
             await asyncio.sleep(0.1)
@@ -1117,12 +1114,7 @@ async def bench(s: Settings, out: str | None) -> int:
             for child in reversed(started):
                 stop_process(child.proc)
             for child in started:
-                lines = child.log.read_text(errors="replace").splitlines()
-                noted = [x for x in lines if any(w in x for w in ("ERROR", "Traceback", "WARN"))]
-                if noted:
-                    print(f"{child.name} log: {len(noted)} warning/error lines, e.g.:")
-                    for line in noted[:3]:
-                        print(f"    {line[:220]}")
+                print_log_warnings(f"{child.name} log", child.log)
             r.close()
     ok, data = report(runs, caps, s)
     print(f"total {time.monotonic() - begun:.0f} s")

@@ -78,7 +78,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import statistics
@@ -109,6 +108,7 @@ from common import (
     print_machine,
     private_redis,
     stop_process,
+    time_status_cli,
     verdict,
     write_config,
 )
@@ -452,22 +452,15 @@ async def measure_status(
 
 
 def time_cli(env: dict[str, str], workdir: Path, s: Settings) -> list[float]:
-    argv = chatops_argv("queue", "status", "--env", ENV, "--json")
-    times = []
-    for i in range(s.cli_runs + 1):  # the first run is not timed
-        started = time.perf_counter()
-        done = subprocess.run(
-            argv, env=env, cwd=workdir, capture_output=True, text=True, timeout=120, check=False
-        )
-        elapsed = time.perf_counter() - started
-        if done.returncode != 0:
-            raise RuntimeError(f"chatops failed ({done.returncode}): {done.stdout}{done.stderr}")
-        shown = json.loads(done.stdout)["queues"]
-        if len(shown) != s.queues or any(q["counts"]["waiting"] != s.jobs for q in shown):
-            raise RuntimeError(f"chatops showed unexpected counts: {shown[:2]}")
-        if i:
-            times.append(elapsed)
-    return times
+    return time_status_cli(
+        env,
+        workdir,
+        ENV,
+        s.cli_runs,
+        lambda shown: (
+            len(shown) == s.queues and all(q["counts"]["waiting"] == s.jobs for q in shown)
+        ),
+    )
 
 
 @dataclass(frozen=True)

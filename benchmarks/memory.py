@@ -63,7 +63,16 @@ from typing import Any
 
 import aiohttp
 import yaml
-from common import ROOT, VENV_PYTHON, bot_environ, dump_json, print_machine, private_redis, verdict
+from common import (
+    ROOT,
+    VENV_PYTHON,
+    bot_environ,
+    dump_json,
+    print_log_warnings,
+    print_machine,
+    private_redis,
+    verdict,
+)
 
 from bot.store import Store
 from tests.slack.driver import SlackDriver
@@ -508,12 +517,7 @@ async def bench(args: argparse.Namespace) -> int:
                 await stop_bot(b)
             await slack.stop()
             for b in bots:
-                lines = b.log.read_text(errors="replace").splitlines()
-                noted = [x for x in lines if any(w in x for w in ("ERROR", "Traceback", "WARN"))]
-                if noted:
-                    print(f"{b.log.name}: {len(noted)} warning/error lines, e.g.:")
-                    for line in noted[:5]:
-                        print(f"    {line[:220]}")
+                print_log_warnings(b.log.name, b.log, most=5)
 
     # -- the figures -------------------------------------------------------------------------
     fitted = [s for s in run if s.ops >= warmup]

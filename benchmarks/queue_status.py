@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,12 +39,12 @@ from common import (
     PrivateRedis,
     Summary,
     bot_environ,
-    chatops_argv,
     dump_json,
     fill,
     interleaved,
     print_machine,
     private_redis,
+    time_status_cli,
     verdict,
     write_config,
 )
@@ -133,22 +131,15 @@ async def measure(url: str, cases: Sequence[Case], rounds: int, warmup: int) -> 
 
 
 def time_cli(env: dict[str, str], workdir: Path, case: Case, runs: int) -> list[float]:
-    argv = chatops_argv("queue", "status", "--env", case.name, "--json")
-    times = []
-    for i in range(runs + 1):  # the first run creates the SQLite store: not timed
-        started = time.perf_counter()
-        done = subprocess.run(
-            argv, env=env, cwd=workdir, capture_output=True, text=True, timeout=120, check=False
-        )
-        elapsed = time.perf_counter() - started
-        if done.returncode != 0:
-            raise RuntimeError(f"chatops failed ({done.returncode}): {done.stdout}{done.stderr}")
-        shown = json.loads(done.stdout)["queues"]
-        if len(shown) != len(case.queues) or shown[0]["counts"]["waiting"] != case.jobs_per_queue:
-            raise RuntimeError(f"chatops showed unexpected counts: {shown[:2]}")
-        if i:
-            times.append(elapsed)
-    return times
+    return time_status_cli(
+        env,
+        workdir,
+        case.name,
+        runs,
+        lambda shown: (
+            len(shown) == len(case.queues) and shown[0]["counts"]["waiting"] == case.jobs_per_queue
+        ),
+    )
 
 
 def fill_all(pr: PrivateRedis, cases: Sequence[Case]) -> dict[str, float]:

@@ -86,6 +86,7 @@ from common import (
     Summary,
     bot_environ,
     dump_json,
+    print_log_warnings,
     print_machine,
     private_redis,
     stop_process,
@@ -531,7 +532,7 @@ class RoundResult:
         return Summary.of(self.latencies_s)
 
 
-async def _get(session: aiohttp.ClientSession, url: str) -> Any:
+async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
     async with session.get(url) as resp:
         return await resp.json()
 
@@ -542,14 +543,14 @@ async def run_round(
     command, text = COMMANDS[command_name]
     control_url = server.info["control"]
     async with aiohttp.ClientSession() as control:
-        await _get(control, f"{control_url}/gc")  # forget the pauses before this round
+        await get_json(control, f"{control_url}/gc")  # forget the pauses before this round
         cpu0 = (server.cpu_s(), fake.cpu_s(), time.process_time())
         started = time.perf_counter()
         fired = await fire(server.info["events"], fake.info["control"], command, text, load)
         last_ack = time.perf_counter()
         burst_cpu_s = server.cpu_s() - cpu0[0]
         fake_burst_cpu_s = fake.cpu_s() - cpu0[1]
-        pending = await _get(control, f"{control_url}/pending")
+        pending = await get_json(control, f"{control_url}/pending")
         done_after: float | None = 0.0
         state = pending
         while state["background"] > 0:
@@ -557,12 +558,12 @@ async def run_round(
                 done_after = None
                 break
             await asyncio.sleep(0.05)
-            state = await _get(control, f"{control_url}/pending")
+            state = await get_json(control, f"{control_url}/pending")
             done_after = time.perf_counter() - last_ack
         cpu1 = (server.cpu_s(), fake.cpu_s(), time.process_time())
-        gc_pauses = await _get(control, f"{control_url}/gc")
+        gc_pauses = await get_json(control, f"{control_url}/gc")
         await asyncio.sleep(0.2)  # the last answers reach the fake's counters
-        stats = await _get(control, f"{fake.info['control']}/stats")
+        stats = await get_json(control, f"{fake.info['control']}/stats")
     return RoundResult(
         command=command_name,
         load=load.name,
@@ -743,12 +744,7 @@ async def bench(args: argparse.Namespace) -> int:
             for child in reversed(children):
                 stop_process(child.proc)
             for child in children:
-                lines = child.log.read_text(errors="replace").splitlines()
-                noted = [x for x in lines if any(w in x for w in ("ERROR", "Traceback", "WARN"))]
-                if noted:
-                    print(f"{child.name} log: {len(noted)} warning/error lines, e.g.:")
-                    for line in noted[:3]:
-                        print(f"    {line[:220]}")
+                print_log_warnings(f"{child.name} log", child.log)
     print()
     rows = verdicts(results, loads)
     for v in rows:
