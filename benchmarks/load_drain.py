@@ -124,7 +124,6 @@ from slack_ack import (
     ENV,
     GROUP,
     PREFIX,
-    SECRET,
     TEAM,
     TEAM_DOMAIN,
     Child,
@@ -136,6 +135,7 @@ from slack_ack import (
     run_round,
     signed,
     start_child,
+    start_fake,
     user_id,
     warm_up,
 )
@@ -1059,14 +1059,8 @@ async def bench(s: Settings, out: str | None) -> int:
         store = workdir / "chatops.sqlite3"
         started: list[Child] = []
         try:
-            fake = start_child("fake", ["--users", str(users)], base, workdir)
+            fake, slack_env = start_fake(base, workdir, users)
             started.append(fake)
-            slack_env = {
-                **base,
-                "SLACK_BOT_TOKEN": fake.info["token"],
-                "SLACK_SIGNING_SECRET": SECRET,
-                "SLACK_API_URL": fake.info["api_url"],
-            }
             for name in ("bot", "bare"):
                 started.append(start_child(name, [], slack_env, workdir))
             children = {c.name: c for c in started}

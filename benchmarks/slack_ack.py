@@ -361,6 +361,18 @@ def start_child(name: str, args: Sequence[str], env: dict[str, str], workdir: Pa
     return Child(name, proc, json.loads(line), log)
 
 
+def start_fake(base: dict[str, str], workdir: Path, users: int) -> tuple[Child, dict[str, str]]:
+    """The fake Slack, and the environment that points the bot and the bare app at it."""
+    fake = start_child("fake", ["--users", str(users)], base, workdir)
+    slack_env = {
+        **base,
+        "SLACK_BOT_TOKEN": fake.info["token"],
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": fake.info["api_url"],
+    }
+    return fake, slack_env
+
+
 def write_bot_config(path: Path, redis_url: str) -> Path:
     path.write_text(
         yaml.safe_dump(
@@ -708,14 +720,8 @@ async def bench(args: argparse.Namespace) -> int:
         base = {**bot_environ(config, workdir), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
         children: list[Child] = []
         try:
-            fake = start_child("fake", ["--users", str(users)], base, workdir)
+            fake, slack_env = start_fake(base, workdir, users)
             children.append(fake)
-            slack_env = {
-                **base,
-                "SLACK_BOT_TOKEN": fake.info["token"],
-                "SLACK_SIGNING_SECRET": SECRET,
-                "SLACK_API_URL": fake.info["api_url"],
-            }
             if os.environ.get("BENCH_PROFILE"):
                 slack_env["BENCH_PROFILE"] = os.environ["BENCH_PROFILE"]
             servers = {name: start_child(name, [], slack_env, workdir) for name in ("bot", "bare")}
