@@ -143,7 +143,10 @@ async def test_sigterm_during_a_drain_ends_it_recorded_with_the_flag_back_and_no
     (op,) = await scenario.json("ops", "history")
     shown = await scenario.json("ops", "show", op["id"])
     assert shown["kind"] == "drain" and shown["state"] == "cancelled", shown
-    assert shown["summary"].startswith("stopped at step 3 of 4 (wait until sla"), shown
+    # Producers are off a moment before step 3 starts; a SIGTERM in that moment stops it before.
+    assert shown["summary"].startswith(
+        ("stopped at step 3 of 4 (wait until sla", "stopped before step 3 of 4 (wait until sla")
+    ), shown
     assert "the bot was shut down while it ran (run it again)" in shown["summary"], shown
     final = fake_slack.messages(CHANNEL)[0]  # the progress message tells the channel too
     assert "the bot was shut down while it ran" in final["text"], final
