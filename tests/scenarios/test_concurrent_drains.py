@@ -32,10 +32,10 @@ def holders(scenario: Scenario) -> str:
 
 async def test_the_flag_comes_back_on_only_when_the_last_drain_ends(scenario: Scenario):
     """The drain that turned producers off ends first, while a later one still drains."""
-    await scenario.produce("other", 6, "--data", json.dumps({"ms": 400}))
-    await scenario.produce(
-        "sla", 30, "--data", json.dumps({"ms": 500})
-    )  # 15 s: outlasts CLI starts
+    # The first drain (9 s) outlasts the later one's CLI start, seconds on a loaded machine; the
+    # later drain (15 s) outlasts the first.
+    await scenario.produce("other", 6, "--data", json.dumps({"ms": 1500}))
+    await scenario.produce("sla", 30, "--data", json.dumps({"ms": 500}))
     flag = f"{scenario.prefix}:flags:WORKER_ACCEPT_JOBS"
     async with (
         scenario.node_worker("other", CONCURRENCY="1"),
