@@ -16,6 +16,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
+import redis
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.aio import first_of
@@ -50,17 +51,25 @@ class WindowScheduler:
         scheduler.start()
         try:
             while not stop.is_set():
-                lock = await self._try_to_lead()
-                if lock is None:
-                    await first_of(stop, timeout_s=self._tick_s)
-                    continue
                 try:
-                    await self._lead(lock, scheduler, stop)
-                finally:
-                    self.leading = False
-                    await lock.release()
+                    await self._one_term(scheduler, stop)
+                except Exception:  # a bug must not end announcements for the process's life
+                    logger.exception("windows scheduler: crashed; trying again in a tick")
+                    await first_of(stop, timeout_s=self._tick_s)
         finally:
             scheduler.shutdown(wait=False)
+
+    async def _one_term(self, scheduler: AsyncIOScheduler, stop: asyncio.Event) -> None:
+        """Lead until stopped or the lock is lost; or, when another replica leads, wait a tick."""
+        lock = await self._try_to_lead()
+        if lock is None:
+            await first_of(stop, timeout_s=self._tick_s)
+            return
+        try:
+            await self._lead(lock, scheduler, stop)
+        finally:
+            self.leading = False
+            await lock.release()
 
     async def _try_to_lead(self) -> Lock | None:
         env = sorted(self._rt.config.environments)[0]
@@ -75,7 +84,7 @@ class WindowScheduler:
             await lock.acquire()
         except LockHeld:
             return None
-        except (BotError, OSError) as exc:
+        except (BotError, OSError, redis.RedisError) as exc:
             logger.warning("windows scheduler: cannot reach Redis to lead: %s", exc)
             return None
         logger.info("windows scheduler: leading")
@@ -93,7 +102,7 @@ class WindowScheduler:
                     start_planned=self._start_planned,
                 )
                 due = await self._rt.store.next_notice_due()
-            except BotError as exc:
+            except (BotError, OSError, redis.RedisError) as exc:
                 logger.warning("windows scheduler: %s", exc)
                 due = None
             if due is not None and due != self._next_due:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from bot.runtime import open_runtime
 from bot.store import Store
 from bot.store.records import OperationRecord
+from tests.faults.redis_process import redis_process
 from tests.scenarios.conftest import Scenario
 from tests.scenarios.test_slack import GUEST, OPS, configure, running_bot
 from tests.slack.fake_slack import FakeSlack
@@ -19,7 +20,7 @@ from tests.slack.fake_slack import FakeSlack
 ENV_CHANNEL = "#ops-test"  # the environment's channel in test_slack.configure
 
 
-async def _wait(predicate, timeout_s: float = 20.0) -> None:
+async def _wait(predicate, timeout_s: float = 60.0) -> None:
     async with asyncio.timeout(timeout_s):
         while not predicate():
             await asyncio.sleep(0.1)
@@ -221,3 +222,33 @@ async def _left_by_a_dead_replica(store: Store, flag_key: str, now: datetime) ->
     await store.start_step(op.id, 1, now=now - timedelta(seconds=29))
     await store.add_restore(op.id, kind="flag_off", env="test", key=flag_key, now=now)
     return op
+
+
+async def test_the_scheduler_leads_once_its_redis_is_back_and_opens_the_window(
+    scenario: Scenario, fake_slack: FakeSlack
+):
+    """Redis for coordination out of reach when the bot starts: the scheduler keeps trying, and
+    opens the window (late) once it can lead, instead of giving up for the process's life."""
+    async with redis_process(persistent=False) as coordination:
+        environ = {
+            **configure(scenario, fake_slack),
+            "CHATOPS_SCHEDULER_TICK_S": "0.3",
+            "CHATOPS_REDIS_URL": coordination.url,
+        }
+        scenario.extra_env.update(
+            SLACK_BOT_TOKEN=fake_slack.bot_token, SLACK_API_URL=fake_slack.api_url
+        )
+        start = datetime.now(UTC) + timedelta(seconds=2)
+        done = await scenario.chatops("window", "schedule", "test", start.isoformat(), "1h")
+        assert done.code == 0, done.output
+        await coordination.stop()
+        async with running_bot(scenario, fake_slack, environ) as chat:
+            scheduler = chat.bot.windows
+            assert scheduler is not None
+            await asyncio.sleep(3.0)  # ten ticks, the window due meanwhile
+            assert not scheduler.leading
+            assert not any("is open until" in t for t in _texts(fake_slack))
+            await coordination.start()
+            await _wait(lambda: any("is open until" in t for t in _texts(fake_slack)), 60)
+            assert scheduler.leading
+    assert await scenario.redis.get(f"{scenario.prefix}:flags:MAINTENANCE") is not None
