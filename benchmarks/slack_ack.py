@@ -24,6 +24,11 @@ remote:
                            (``SlackBot.start_http``/``handle``: ``to_bolt_request`` ->
                            ``async_dispatch`` -> ``to_aiohttp_response``), its auth.test answered
                            by the same FakeSlack and cached by the same ``SlackBot.warm_up``.
+  modal   (--serve modal)  the bare app, whose handlers ack and then open the bot's own
+                           "preparing the plan" view, in Bolt's documented way (``await ack()``
+                           then ``await client.views_open(trigger_id=..., view=...)``): the least
+                           any app does that opens a modal at once, as the issue asks of a
+                           mutating command. Run for ``pause`` only: the floor of its ratio.
 
 Commands: ``/queue status sla`` (read-only: acks at once, answers through response_url later)
 and ``/queue pause sla`` (acks, then views.open "preparing the plan", the plan read from Redis,
@@ -32,8 +37,9 @@ user's modal never replaces another's.
 
 Loads, per command:
   c=50, c=10   closed loop: that many requests in flight (aiohttp connection pool of the same
-               size, keep-alive), ``--rounds`` rounds of ``--requests`` per app, bot and bare
-               alternated (bot first in odd rounds). Goal: pooled p99(bot) <= 1.3 x p99(bare).
+               size, keep-alive), ``--rounds`` rounds of ``--requests`` per app, the apps
+               taking turns to go first. Goal: pooled p99(bot) <= 1.3 x p99(bare). For pause,
+               also p99(modal) / p99(bare): what opening the modal at once costs any app.
   50/s         context, no goal: open loop, one request every 20 ms whatever the answers,
                ``--paced-rounds`` rounds of ``--paced-requests`` per app, alternated.
 After each round the harness reads how many of the bot's background tasks (``FollowUps.pending()``:
@@ -104,6 +110,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("/queue", "status sla"),
     "pause": ("/queue", "pause sla"),
 }
+# The apps each command is sent to; "modal" opens a modal, which only pause does in the bot.
+APPS: dict[str, tuple[str, ...]] = {"status": ("bot", "bare"), "pause": ("bot", "bare", "modal")}
 HERE = Path(__file__).resolve()
 BACKGROUND_WAIT_S = 300.0
 READY_S = 60.0
@@ -284,7 +292,7 @@ async def serve_bot() -> None:
                 profiler.dump_stats(profile_to)
 
 
-async def serve_bare() -> None:
+async def serve_bare(*, open_modal: bool) -> None:
     from slack_bolt.async_app import AsyncAck, AsyncApp
     from slack_sdk.http_retry.builtin_async_handlers import (
         AsyncRateLimitErrorRetryHandler,
@@ -295,6 +303,7 @@ async def serve_bare() -> None:
     from bot.config import BotSettings
     from bot.logs import configure_logging
     from bot.slack.app import SlackBot
+    from bot.slack.blocks import loading_view
 
     environ = dict(os.environ)
     configure_logging(BotSettings.from_environ(environ), level=logging.INFO)
@@ -311,8 +320,17 @@ async def serve_bare() -> None:
     async def just_ack(ack: AsyncAck) -> None:
         await ack()
 
+    async def ack_and_open(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        metadata = {  # the bot's fields, of the same sizes
+            k: body.get(k, "") for k in ("command", "text", "user_id", "channel_id", "channel_name")
+        }
+        metadata.update(env=ENV, response_url=body.get("response_url", ""))
+        view = loading_view(f"{body.get('command', '')[1:]} pause", metadata)
+        await client.views_open(trigger_id=body["trigger_id"], view=view)
+
     for command in ("/queue", "/worker", "/ops"):
-        app.command(command)(just_ack)
+        app.command(command)(ack_and_open if open_modal else just_ack)
     # The bot's own serving code around the bare app: handle(), web_app(), start_http() and
     # warm_up() use only `client` and `app`.
     shell = SlackBot(rt=None, client=client, app=app, door=None, sender=None)  # type: ignore[arg-type]
@@ -605,8 +623,8 @@ async def warm_up(servers: Mapping[str, Child], fake: Child) -> None:
     """Untimed: 100 of each command to each app, 10 in flight."""
     print("warm-up (untimed): 100 of each command to each app, 10 in flight")
     warm = Load("warm", 10, None, 100, 1, goal=False)
-    for name in ("bot", "bare"):
-        for command in COMMANDS:
+    for command in COMMANDS:
+        for name in APPS[command]:
             await run_round(
                 app=name, server=servers[name], fake=fake, command_name=command, load=warm, index=0
             )
@@ -634,7 +652,7 @@ def describe(r: RoundResult) -> str:
     gen2 = r.gc.get("2", {"count": 0, "max_ms": 0.0, "total_ms": 0.0})
     behind = f", client up to {r.behind_s * 1e3:.0f} ms behind schedule" if r.behind_s else ""
     return (
-        f"  {r.command:6} {r.load:5} {r.app:4} round {r.round}: "
+        f"  {r.command:6} {r.load:5} {r.app:5} round {r.round}: "
         f"p50 {s.median * 1e3:6.2f} ms · p99 {s.p99 * 1e3:6.2f} ms · max {s.max * 1e3:6.2f} ms"
         f" (n={s.n}{', NOT 200: ' + str(bad) if bad else ''}) · {r.wall_s:.1f} s,"
         f" {s.n / r.wall_s:.0f} req/s{behind}\n"
@@ -661,6 +679,7 @@ class Verdict:
     round_ratios_p99: list[float]
     goal: bool
     ok: bool
+    modal: Summary | None = None  # the bare app that also opens the modal (pause)
 
 
 def verdicts(results: list[RoundResult], loads: Sequence[Load]) -> list[Verdict]:
@@ -670,6 +689,7 @@ def verdicts(results: list[RoundResult], loads: Sequence[Load]) -> list[Verdict]
             mine = [r for r in results if (r.command, r.load) == (command, load.name)]
             bot = sorted((r for r in mine if r.app == "bot"), key=lambda r: r.round)
             bare = sorted((r for r in mine if r.app == "bare"), key=lambda r: r.round)
+            modal = [x for r in mine if r.app == "modal" for x in r.latencies_s]
             if not bot or not bare:
                 continue
             sb = Summary.of([x for r in bot for x in r.latencies_s])
@@ -687,6 +707,7 @@ def verdicts(results: list[RoundResult], loads: Sequence[Load]) -> list[Verdict]
                     round_ratios_p99=per_round,
                     goal=load.goal,
                     ok=ratio <= RATIO_GOAL or not load.goal,
+                    modal=Summary.of(modal) if modal else None,
                 )
             )
     return out
@@ -724,18 +745,22 @@ async def bench(args: argparse.Namespace) -> int:
             children.append(fake)
             if os.environ.get("BENCH_PROFILE"):
                 slack_env["BENCH_PROFILE"] = os.environ["BENCH_PROFILE"]
-            servers = {name: start_child(name, [], slack_env, workdir) for name in ("bot", "bare")}
+            names = ("bot", "bare", "modal")
+            servers = {name: start_child(name, [], slack_env, workdir) for name in names}
             children += servers.values()
             print(
-                f"fake Slack pid {fake.proc.pid} (rate limits off), bot pid "
-                f"{servers['bot'].proc.pid}, bare pid {servers['bare'].proc.pid}; loads: "
+                f"fake Slack pid {fake.proc.pid} (rate limits off), "
+                + ", ".join(f"{n} pid {servers[n].proc.pid}" for n in names)
+                + "; loads: "
                 + "; ".join(f"{x.name}: {x.rounds} x {x.requests} per app" for x in loads)
             )
             await warm_up(servers, fake)
             for command in COMMANDS:
                 for load in loads:
+                    apps = APPS[command]
                     for index in range(1, load.rounds + 1):
-                        for name in ("bot", "bare") if index % 2 else ("bare", "bot"):
+                        turn = (index - 1) % len(apps)  # each app goes first in turn
+                        for name in apps[turn:] + apps[:turn]:
                             result = await run_round(
                                 app=name,
                                 server=servers[name],
@@ -762,6 +787,12 @@ async def bench(args: argparse.Namespace) -> int:
             f"{', '.join(f'{x:.2f}' for x in v.round_ratios_p99)}; p50 bot/bare "
             f"{v.ratio_p50:.2f}  {goal}"
         )
+        if v.modal is not None:
+            print(
+                f"{'':12} modal {v.modal.ms()}\n"
+                f"{'':12} p99 modal/bare {v.modal.p99 / v.bare.p99:.2f} (the floor for an app"
+                f" that opens the modal at once), bot/modal {v.bot.p99 / v.modal.p99:.2f}"
+            )
     dump_json(
         args.out,
         {
@@ -780,7 +811,7 @@ async def bench(args: argparse.Namespace) -> int:
                 }
                 for res in results
             ],
-            "verdicts": [{**asdict(v), "bot": asdict(v.bot), "bare": asdict(v.bare)} for v in rows],
+            "verdicts": [asdict(v) for v in rows],
         },
     )
     return 0 if all(v.ok for v in rows) else 1
@@ -795,7 +826,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paced-requests", type=int, default=1000, help="per open-loop round")
     parser.add_argument("--paced-rounds", type=int, default=2, help="open-loop rounds per app")
     parser.add_argument("--out", help="write the results as JSON too")
-    parser.add_argument("--serve", choices=("fake", "bot", "bare"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=("fake", "bot", "bare", "modal"), help=argparse.SUPPRESS)
     parser.add_argument("--users", type=int, default=2000, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve == "fake":
@@ -804,8 +835,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve == "bot":
         asyncio.run(serve_bot())
         return 0
-    if args.serve == "bare":
-        asyncio.run(serve_bare())
+    if args.serve in ("bare", "modal"):
+        asyncio.run(serve_bare(open_modal=args.serve == "modal"))
         return 0
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(bench(args))
