@@ -78,14 +78,21 @@ class Outbox:
         text: str,
         blocks: list[dict[str, Any]],
         fallback_url: str | None = None,
+        once: bool = False,
     ) -> None:
         """A new message; where the bot is not in the channel, `fallback_url` (a command's
-        response_url) carries it instead, with its final state only (5 uses per URL)."""
+        response_url) carries it instead, with its final state only (5 uses per URL). With
+        `once`, nothing is added when message `key` is already owed or sent."""
         args: dict[str, Any] = {"channel": channel, "text": text, "blocks": blocks}
         if fallback_url:
             args["fallback_url"] = fallback_url
         await self._enqueue(
-            message_key=key, method=POST, args=args, now=self._clock.now(), scope=self.scope
+            message_key=key,
+            method=POST,
+            args=args,
+            now=self._clock.now(),
+            once=once,
+            scope=self.scope,
         )
 
     async def update(

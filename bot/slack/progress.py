@@ -55,6 +55,7 @@ class SlackProgress:
     _lines_since: float = 0.0
     _updated_at: float = -1e9
     _replies: int = 0
+    _posted: bool = False  # the message is owed in the store: updates and replies can follow it
 
     @property
     def key(self) -> str:
@@ -64,13 +65,7 @@ class SlackProgress:
         if isinstance(event, OperationStarted):
             self.op_id = event.op_id
             self.steps = [[name, "pending", None] for name in event.steps]
-            await self.outbox.post(
-                self.key,
-                channel=self.channel,
-                text=self._text(),
-                blocks=self._blocks(),
-                fallback_url=self.fallback_url,
-            )
+            await self._post()
         elif isinstance(event, StepStarted):
             self.steps[event.index][1:] = ["running", None]
             await self._update(step_change=True)
@@ -98,8 +93,22 @@ class SlackProgress:
             await self._flush_thread()
             await self._update(step_change=True, final=True)
 
+    async def _post(self) -> None:
+        # `once`: a post whose store write failed may have been stored all the same.
+        await self.outbox.post(
+            self.key,
+            channel=self.channel,
+            text=self._text(),
+            blocks=self._blocks(),
+            fallback_url=self.fallback_url,
+            once=True,
+        )
+        self._posted = True
+
     async def _update(self, *, step_change: bool, final: bool = False) -> None:
         self._updated_at = self.clock.monotonic()
+        if not self._posted:  # the store was out of reach when the operation started
+            await self._post()
         await self.outbox.update(
             self.key,
             text=self._text(),
@@ -111,6 +120,8 @@ class SlackProgress:
     async def _flush_thread(self) -> None:
         if not self._lines:
             return
+        if not self._posted:  # a reply needs its parent
+            await self._post()
         text = "\n".join(self._lines)
         self._lines.clear()
         self._chars = 0

@@ -337,6 +337,7 @@ class SlackStore:
         args: Mapping[str, Any],
         now: datetime,
         coalesce: bool = False,
+        once: bool = False,
         scope: str = SLACK_SCOPE,
     ) -> int:
         """Owe Slack a call (due at once); its id. `args` are redacted before they are stored.
@@ -345,8 +346,22 @@ class SlackStore:
         the same `method`, its args are replaced in place (same id, same place in the order, same
         `not_before`) instead of adding an entry: a burst of updates costs one call. An entry a
         sender has claimed is never changed (its old args may be on the wire).
+
+        With `once`, an entry of `message_key` and `method` already stored (sent or not) is kept
+        and its id returned: a writer that does not know whether its first try was stored (the
+        database went away before it answered) tries again without owing the call twice.
         """
         stored = self._redact_json(dict(args))
+        if once:
+            async with self._transaction() as session:
+                first = await session.scalar(
+                    select(SlackOutbox.id)
+                    .where(SlackOutbox.message_key == message_key, SlackOutbox.method == method)
+                    .order_by(SlackOutbox.id)
+                    .limit(1)
+                )
+            if first is not None:
+                return int(first)
         if coalesce:
             async with self._transaction() as session:
                 newest = (
