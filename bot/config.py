@@ -74,6 +74,8 @@ class DeployConfig(_Model):
     deploy_path: str | None = None
     repo_path: str | None = None
     default_ref: str = "main"
+    # How long `git fetch` may take to resolve the ref; a remote that hangs fails the deploy then.
+    fetch_timeout_s: float = Field(120.0, gt=0, le=_DAY_S)
     build_timeout_s: float = Field(600.0, gt=0, le=_DAY_S)
 
     @model_validator(mode="after")

@@ -295,6 +295,24 @@ async def test_a_failing_git_remote_stops_a_deploy_and_the_running_release_serve
     await assert_serving(scenario)
 
 
+async def test_a_hanging_git_remote_fails_the_deploy_at_fetch_timeout_s(fleet: Fleet) -> None:
+    """A remote that takes the connection and never answers: the fetch is stopped after the
+    worker's `fetch_timeout_s`, named, and nothing is switched."""
+    scenario = fleet.scenario
+    pid = await fleet.pid()
+    async with fault_proxy("127.0.0.1", free_port()) as remote:
+        remote.set_mode("blackhole")
+        url = f"http://127.0.0.1:{remote.port}/app.git"
+        _worker(fleet)["deploy"].update(repo=url, fetch_timeout_s=3)
+        result = await fleet.chatops(*deploy("v2"))
+    assert result.code == 1, result.output
+    assert_said(result, f"fetching {url}", "timed out after 3s")
+    await assert_clean(scenario, step="resolve v2 to a commit")
+    assert await fleet.pid() == pid
+    assert await fleet.running_release() == "v1"
+    await assert_serving(scenario)
+
+
 def _processes_with(token: str) -> list[int]:
     found = []
     for proc in Path("/proc").iterdir():

@@ -36,6 +36,8 @@ _SETTLE_S = 3.0
 _WORKER_CHECK_S = 1.0  # how often a wait for active jobs checks the worker is still there
 PM2_DEFAULT_KILL_TIMEOUT_MS = 1600
 _RELOAD_TIMEOUT_S = 90.0
+# The resolve step outlasts its `git fetch`, so a hanging remote is named by the fetch's timeout.
+_RESOLVE_MARGIN_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ def worker_plan(
                 Step(
                     f"resolve {ref} to a commit",
                     lambda ctx: _resolve(ctx, cfg, ref, build_env, host),
-                    120,
+                    deploy.fetch_timeout_s + _RESOLVE_MARGIN_S,
                 )
             )
         steps.append(
@@ -166,7 +168,9 @@ def build_plan(
     request = WorkerRequest(worker, "build", ref=ref)
     steps = (
         Step(
-            f"resolve {ref} to a commit", lambda ctx: _resolve(ctx, cfg, ref, build_env, host), 120
+            f"resolve {ref} to a commit",
+            lambda ctx: _resolve(ctx, cfg, ref, build_env, host),
+            deploy.fetch_timeout_s + _RESOLVE_MARGIN_S,
         ),
         Step(
             "fetch and build the release in its own directory",
@@ -310,7 +314,7 @@ async def _resolve(
         cache_dir=_cache_dir(cfg),
         ref=ref,
         env=build_env,
-        timeout_s=120,
+        timeout_s=deploy.fetch_timeout_s,
         host=host,
     )
     ctx.results["commit"] = commit
