@@ -90,8 +90,19 @@ async def delayed_due_count(
     redis: aioredis.Redis, *, prefix: str, queue: str, before: datetime
 ) -> int:
     """Delayed jobs due before `before`, as Node's `getJobCounts` with a delayed cutoff."""
-    key = QueueKeys(prefix, queue).of("delayed")
-    return int(await redis.zcount(key, "-inf", _ms(before) * DELAYED_SCORE_FACTOR - 1))
+    (count,) = await delayed_due_counts(redis, prefix=prefix, queues=[queue], before=before)
+    return count
+
+
+async def delayed_due_counts(
+    redis: aioredis.Redis, *, prefix: str, queues: Sequence[str], before: datetime
+) -> list[int]:
+    """`delayed_due_count` of each queue, in one round trip."""
+    cutoff = _ms(before) * DELAYED_SCORE_FACTOR - 1
+    async with redis.pipeline(transaction=False) as pipe:
+        for queue in queues:
+            pipe.zcount(QueueKeys(prefix, queue).of("delayed"), "-inf", cutoff)
+        return [int(count) for count in await pipe.execute()]
 
 
 async def _promote(job: BullJob) -> None:

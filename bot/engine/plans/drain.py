@@ -20,9 +20,9 @@ from bot.queues import (
     QueueCounts,
     QueueEvent,
     QueueState,
-    completed_total,
+    completions,
     connected_workers_of,
-    delayed_due_count,
+    delayed_due_counts,
     job_id_counter,
     read_states,
     scheduler_count,
@@ -250,11 +250,10 @@ async def _watch(ctx: StepContext, params: DrainParams) -> str:
     while True:
         try:
             states = await read_states(ctx.redis, prefix=prefix, queues=queues)
-            dues = [
-                await delayed_due_count(ctx.redis, prefix=prefix, queue=q, before=deadline_at)
-                for q in queues
-            ]
-            completed = await _completed(ctx, states)
+            dues = await delayed_due_counts(
+                ctx.redis, prefix=prefix, queues=queues, before=deadline_at
+            )
+            completed = await completions(ctx.redis, prefix=prefix, states=states)
             if unreachable_since is not None:
                 back_at = ctx.clock.monotonic()
                 await ctx.emit(f"Redis reachable again after {back_at - unreachable_since:.1f} s")
@@ -270,10 +269,11 @@ async def _watch(ctx: StepContext, params: DrainParams) -> str:
             await _check_producers(ctx, params, tails)
             if remaining == 0:
                 break
-            now_at = ctx.clock.now()
-            overdue = 0
-            for q in queues:
-                overdue += await delayed_due_count(ctx.redis, prefix=prefix, queue=q, before=now_at)
+            overdue = sum(
+                await delayed_due_counts(
+                    ctx.redis, prefix=prefix, queues=queues, before=ctx.clock.now()
+                )
+            )
         except (RedisConnectionError, RedisTimeoutError) as exc:
             # Redis restarting or failing over. Every call above only reads, so poll again until
             # it is back, for as long as a stall would be tolerated (no worker runs without it).
@@ -323,13 +323,3 @@ async def _watch(ctx: StepContext, params: DrainParams) -> str:
     done = f"{params.named} drained in {elapsed:.1f} s"
     ctx.results["summary"] = "; ".join([done, *notes])
     return "; ".join([done, *notes])
-
-
-async def _completed(ctx: StepContext, states: Sequence[QueueState]) -> int:
-    """Completions so far, every queue together: the metrics count where workers keep one
-    (it survives `removeOnComplete`), else the completed set."""
-    total = 0
-    for state in states:
-        metric = await completed_total(ctx.redis, prefix=ctx.env.prefix, queue=state.name)
-        total += metric if metric is not None else state.counts.completed
-    return total

@@ -14,7 +14,7 @@ from bot.envcheck import EnvCheck, check_env, require_complete
 from bot.errors import OperationFailed, Refused
 from bot.hosts import LOCAL_HOST, Host
 from bot.queues import (
-    completed_total,
+    completions,
     longest_recent_job_ms,
     pause_queue,
     read_states,
@@ -543,11 +543,7 @@ async def _canary(ctx: StepContext, canary: CanaryConfig) -> str:
 async def _completed_marker(ctx: StepContext, cfg: WorkerConfig) -> int:
     """Completions so far: the metrics total where workers keep metrics, else the completed set."""
     states = await read_states(ctx.redis, prefix=ctx.env.prefix, queues=cfg.queues)
-    total = 0
-    for state in states:
-        metric = await completed_total(ctx.redis, prefix=ctx.env.prefix, queue=state.name)
-        total += metric if metric is not None else state.counts.completed
-    return total
+    return await completions(ctx.redis, prefix=ctx.env.prefix, states=states)
 
 
 async def _known_good(ctx: StepContext, name: str) -> str:

@@ -9,7 +9,14 @@ import pytest
 import redis.asyncio as redis
 
 import bot.queues.moves
-from bot.queues import Skipped, delayed_due_count, delayed_jobs, promote_jobs, read_state
+from bot.queues import (
+    Skipped,
+    delayed_due_count,
+    delayed_due_counts,
+    delayed_jobs,
+    promote_jobs,
+    read_state,
+)
 from bot.queues.keys import delayed_due_ms
 
 
@@ -64,6 +71,10 @@ async def test_due_count_before_a_moment(
         await delayed_due_count(redis_client, prefix=prefix, queue=queue_name, before=at(due_b + 1))
         == 2
     )
+    counts = await delayed_due_counts(
+        redis_client, prefix=prefix, queues=[queue_name, f"{queue_name}-none"], before=at(due_b)
+    )
+    assert counts == [1, 0]  # each queue in its place; one with no delayed set counts none
 
 
 async def test_promote_overdue_only(
