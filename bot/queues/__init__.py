@@ -9,7 +9,6 @@ from bot.queues.delayed import (
     DelayedJob,
     DelayedListing,
     PromoteResult,
-    delayed_due_count,
     delayed_due_counts,
     delayed_jobs,
     promote_jobs,
@@ -18,7 +17,11 @@ from bot.queues.discovery import prefixes_of_queue
 from bot.queues.durations import longest_recent_job_ms
 from bot.queues.events import EventTail, QueueEvent
 from bot.queues.failed import FailedJob, RetryResult, failed_jobs, retry_failed
-from bot.queues.metrics import completed_total, completed_totals, completions, job_id_counter
+from bot.queues.metrics import (
+    completed_totals,
+    completions,
+    job_id_counters,
+)
 from bot.queues.moves import Skipped
 from bot.queues.pausing import is_queue_paused, pause_queue, resume_queue
 from bot.queues.schedulers import JobScheduler, job_schedulers, scheduler_count
@@ -45,17 +48,15 @@ __all__ = [
     "Skipped",
     "WorkerConnection",
     "WorkerConnections",
-    "completed_total",
     "completed_totals",
     "completions",
     "connected_workers",
     "connected_workers_of",
-    "delayed_due_count",
     "delayed_due_counts",
     "delayed_jobs",
     "failed_jobs",
     "is_queue_paused",
-    "job_id_counter",
+    "job_id_counters",
     "job_schedulers",
     "longest_recent_job_ms",
     "pause_queue",

@@ -86,18 +86,11 @@ async def delayed_jobs(
     )
 
 
-async def delayed_due_count(
-    redis: aioredis.Redis, *, prefix: str, queue: str, before: datetime
-) -> int:
-    """Delayed jobs due before `before`, as Node's `getJobCounts` with a delayed cutoff."""
-    (count,) = await delayed_due_counts(redis, prefix=prefix, queues=[queue], before=before)
-    return count
-
-
 async def delayed_due_counts(
     redis: aioredis.Redis, *, prefix: str, queues: Sequence[str], before: datetime
 ) -> list[int]:
-    """`delayed_due_count` of each queue, in one round trip."""
+    """Each queue's delayed jobs due before `before` (as Node's `getJobCounts` with a delayed
+    cutoff), in one round trip."""
     cutoff = _ms(before) * DELAYED_SCORE_FACTOR - 1
     async with redis.pipeline(transaction=False) as pipe:
         for queue in queues:

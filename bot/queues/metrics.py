@@ -10,16 +10,11 @@ from bot.queues.keys import QueueKeys
 from bot.queues.states import QueueState
 
 
-async def completed_total(redis: aioredis.Redis, *, prefix: str, queue: str) -> int | None:
-    """`metrics:completed` `count`; None when no worker has recorded metrics for the queue."""
-    (count,) = await completed_totals(redis, prefix=prefix, queues=[queue])
-    return count
-
-
 async def completed_totals(
     redis: aioredis.Redis, *, prefix: str, queues: Sequence[str]
 ) -> list[int | None]:
-    """`completed_total` of each queue, in one round trip."""
+    """Each queue's `metrics:completed` `count`, in one round trip; None for a queue where no
+    worker has recorded metrics."""
     async with redis.pipeline(transaction=False) as pipe:
         for queue in queues:
             pipe.hget(QueueKeys(prefix, queue).of("metrics:completed"), "count")
@@ -36,8 +31,12 @@ async def completions(redis: aioredis.Redis, *, prefix: str, states: Sequence[Qu
     )
 
 
-async def job_id_counter(redis: aioredis.Redis, *, prefix: str, queue: str) -> int:
-    """`<prefix>:<queue>:id`, which BullMQ increments for every job added without an id of its
-    own: a count no stream trimming can lose."""
-    value = await redis.get(QueueKeys(prefix, queue).of("id"))
-    return int(value) if value else 0
+async def job_id_counters(
+    redis: aioredis.Redis, *, prefix: str, queues: Sequence[str]
+) -> list[int]:
+    """Each queue's `<prefix>:<queue>:id`, in one round trip: BullMQ increments it for every job
+    added without an id of its own, a count no stream trimming can lose."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for queue in queues:
+            pipe.get(QueueKeys(prefix, queue).of("id"))
+        return [int(value) if value else 0 for value in await pipe.execute()]

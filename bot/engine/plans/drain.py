@@ -23,7 +23,7 @@ from bot.queues import (
     completions,
     connected_workers_of,
     delayed_due_counts,
-    job_id_counter,
+    job_id_counters,
     read_states,
     scheduler_count,
 )
@@ -102,8 +102,8 @@ async def _check_producers(ctx: StepContext, params: DrainParams, tails: Tails) 
     if "flag_off_at" not in ctx.results:
         return  # the flag was already off: we do not know since when
     ids_before: dict[str, int] = ctx.results["ids_before"]
-    for q in params.queues:
-        counter = await job_id_counter(ctx.redis, prefix=ctx.env.prefix, queue=q)
+    counters = await job_id_counters(ctx.redis, prefix=ctx.env.prefix, queues=params.queues)
+    for q, counter in zip(params.queues, counters, strict=True):
         moved = counter - ids_before[q]
         if not moved:
             continue
@@ -202,11 +202,11 @@ async def _flag_off(ctx: StepContext, params: DrainParams) -> str:
         return f"{key} was already false (not set by a drain): left as it is"
     ctx.results["flag_restore"] = restore_id = await ctx.record_restore(FLAG_OFF, key)
     tails: Tails = {}
-    ids_before: dict[str, int] = {}
     for q in params.queues:
         tails[q] = tail = await EventTail.open(ctx.redis, prefix=ctx.env.prefix, queue=q)
         ctx.resources.push_async_callback(tail.close)
-        ids_before[q] = await job_id_counter(ctx.redis, prefix=ctx.env.prefix, queue=q)
+    counters = await job_id_counters(ctx.redis, prefix=ctx.env.prefix, queues=params.queues)
+    ids_before = dict(zip(params.queues, counters, strict=True))
     ctx.results["tails"] = tails
     ctx.results["ids_before"] = ids_before
     held = await hold_off(ctx.redis, key, holders, ctx.op_id)

@@ -7,15 +7,15 @@ from typing import Any
 import bullmq
 import redis.asyncio as redis
 
-from bot.queues import completed_total, completions, read_state, read_states
+from bot.queues import completed_totals, completions, read_state, read_states
 from tests.bot.queues.bullmq_helpers import eventually, running_worker
 from tests.conftest import REDIS_URL
 
 
-async def test_completed_total_counts_processed_jobs(
+async def test_completed_totals_count_processed_jobs(
     redis_client: redis.Redis, bull_queue: Any, prefix: str, queue_name: str
 ) -> None:
-    assert await completed_total(redis_client, prefix=prefix, queue=queue_name) is None
+    assert await completed_totals(redis_client, prefix=prefix, queues=[queue_name]) == [None]
 
     async def process(job: Any, token: str) -> str:
         return "done"
@@ -31,7 +31,7 @@ async def test_completed_total_counts_processed_jobs(
         await eventually(drained)
     # The jobs themselves are gone (removeOnComplete); the running total stays.
     assert (await read_state(redis_client, prefix=prefix, queue=queue_name)).counts.completed == 0
-    assert await completed_total(redis_client, prefix=prefix, queue=queue_name) == 3
+    assert await completed_totals(redis_client, prefix=prefix, queues=[queue_name]) == [3]
 
 
 async def test_completions_take_each_queues_metric_or_else_its_completed_set(

@@ -11,7 +11,6 @@ import redis.asyncio as redis
 import bot.queues.moves
 from bot.queues import (
     Skipped,
-    delayed_due_count,
     delayed_due_counts,
     delayed_jobs,
     promote_jobs,
@@ -63,18 +62,15 @@ async def test_due_count_before_a_moment(
     def at(ms: int) -> datetime:
         return datetime.fromtimestamp(ms / 1000, UTC)
 
-    assert (
-        await delayed_due_count(redis_client, prefix=prefix, queue=queue_name, before=at(due_b))
-        == 1
-    )
-    assert (
-        await delayed_due_count(redis_client, prefix=prefix, queue=queue_name, before=at(due_b + 1))
-        == 2
-    )
-    counts = await delayed_due_counts(
-        redis_client, prefix=prefix, queues=[queue_name, f"{queue_name}-none"], before=at(due_b)
-    )
-    assert counts == [1, 0]  # each queue in its place; one with no delayed set counts none
+    async def due(before_ms: int) -> list[int]:
+        # with a queue that has no delayed set: each count in its queue's place
+        queues = [queue_name, f"{queue_name}-none"]
+        return await delayed_due_counts(
+            redis_client, prefix=prefix, queues=queues, before=at(before_ms)
+        )
+
+    assert await due(due_b) == [1, 0]
+    assert await due(due_b + 1) == [2, 0]
 
 
 async def test_promote_overdue_only(
