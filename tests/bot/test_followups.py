@@ -13,9 +13,15 @@ import pytest
 from bot.slack.followups import BUSY_RUNNING, FollowUps
 
 
-def recorder(log: list[str], name: str) -> Coroutine[Any, Any, None]:
+def recorder(
+    log: list[str], name: str, done: asyncio.Event | None = None
+) -> Coroutine[Any, Any, None]:
+    """A follow-up that writes its name in `log` (and sets `done`, for a test to wait on)."""
+
     async def follow_up() -> None:
         log.append(name)
+        if done is not None:
+            done.set()
 
     return follow_up()
 
@@ -53,13 +59,8 @@ async def test_waits_until_the_door_has_been_quiet_for_quiet_s() -> None:
     followups = FollowUps(quiet_s=0.5)
     log: list[str] = []
     started = asyncio.Event()
-
-    async def answer() -> None:
-        log.append("answer")
-        started.set()
-
     with followups.serving():
-        followups.spawn(answer(), what="answer", within_s=60)
+        followups.spawn(recorder(log, "answer", started), what="answer", within_s=60)
     await turns(20)
     assert log == []  # answered just now: a burst's next request may be on its way
     with followups.serving():
@@ -75,13 +76,8 @@ async def test_starts_at_its_latest_start_even_while_requests_keep_coming() -> N
     followups = FollowUps()
     log: list[str] = []
     done = asyncio.Event()
-
-    async def late() -> None:
-        log.append("late")
-        done.set()
-
     with followups.serving():
-        followups.spawn(late(), what="late", within_s=0.05)
+        followups.spawn(recorder(log, "late", done), what="late", within_s=0.05)
         await asyncio.wait_for(done.wait(), timeout=30)
         assert log == ["late"]
     await followups.aclose()
@@ -197,10 +193,6 @@ async def test_operations_running_for_long_do_not_hold_back_what_is_due() -> Non
     end = asyncio.Event()
     answered = asyncio.Event()
 
-    async def answer() -> None:
-        log.append("answer")
-        answered.set()
-
     def operation(name: str) -> Coroutine[Any, Any, None]:
         async def follow_up() -> None:
             followups.long_running()
@@ -215,7 +207,7 @@ async def test_operations_running_for_long_do_not_hold_back_what_is_due() -> Non
         await asyncio.sleep(0.01)
         await turns(20)
         assert sorted(log) == [f"op{i}" for i in range(BUSY_RUNNING)]
-        followups.spawn(answer(), what="answer", within_s=0.01)
+        followups.spawn(recorder(log, "answer", answered), what="answer", within_s=0.01)
         await asyncio.wait_for(answered.wait(), timeout=30)
         assert log[-1] == "answer"
     end.set()
