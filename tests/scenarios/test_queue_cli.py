@@ -57,7 +57,8 @@ async def test_drain_without_a_worker_fails_as_stalled_and_restores_the_flag(sce
 
 
 async def test_drain_names_a_producer_that_ignores_the_flag(scenario: Scenario):
-    await scenario.produce("sla", 100, "--data", json.dumps({"ms": 100}))
+    # 10 s of work: the drain's CLI start and two producers' runs fit in it on a loaded machine.
+    await scenario.produce("sla", 100, "--data", json.dumps({"ms": 200}))
     async with scenario.node_worker(CONCURRENCY="2"):
         drain = await scenario.spawn("queue", "drain", "sla", "--env", "test", "--yes")
 
