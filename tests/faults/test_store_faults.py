@@ -206,7 +206,13 @@ async def test_a_drain_whose_database_stays_away_says_what_it_could_not_record(
     assert f"recovered: operation {op_id}" in " ".join(history.stderr.split()), history.output
     shown = await scenario.json("ops", "show", op_id)
     assert shown["state"] == "interrupted", shown
-    assert [s["state"] for s in shown["steps"][:2]] == ["succeeded"] * 2, shown
+    first, second = shown["steps"][:2]
+    assert first["state"] == "succeeded", shown
+    # The end of step 2 races the outage as well: if its record was lost, the store saw step 2
+    # running and recovery closed it as interrupted; it never shows a step as done that was not.
+    assert second["state"] == "succeeded" or (
+        second["state"] == "failed" and second["error"].startswith("interrupted:")
+    ), shown
     assert await scenario.flag() == "true"
 
 
