@@ -81,22 +81,8 @@ def worker_plan(
                 "bot's host only; use strategy releases for a worker on another host"
             )
         if request.kind == "deploy":
-            ref = request.ref or deploy.default_ref
-            steps.append(
-                Step(
-                    f"resolve {ref} to a commit",
-                    lambda ctx: _resolve(ctx, cfg, ref, build_env, host),
-                    deploy.fetch_timeout_s + _RESOLVE_MARGIN_S,
-                )
-            )
-        steps.append(
-            Step(
-                "fetch and build the release"
-                + (" in its own directory" if deploy.strategy == "releases" else " in place"),
-                lambda ctx: _build(ctx, name, cfg, request, build_env, host),
-                deploy.build_timeout_s * max(1, len(cfg.build)) + 120,
-            )
-        )
+            steps.append(_resolve_step(cfg, request.ref or deploy.default_ref, build_env, host))
+        steps.append(_build_step(cfg, request, build_env, host))
     steps.append(
         Step(
             "compare the environment with .env.example"
@@ -167,16 +153,8 @@ def build_plan(
     ref = ref or deploy.default_ref
     request = WorkerRequest(worker, "build", ref=ref)
     steps = (
-        Step(
-            f"resolve {ref} to a commit",
-            lambda ctx: _resolve(ctx, cfg, ref, build_env, host),
-            deploy.fetch_timeout_s + _RESOLVE_MARGIN_S,
-        ),
-        Step(
-            "fetch and build the release in its own directory",
-            lambda ctx: _build(ctx, worker, cfg, request, build_env, host),
-            deploy.build_timeout_s * max(1, len(cfg.build)) + 120,
-        ),
+        _resolve_step(cfg, ref, build_env, host),
+        _build_step(cfg, request, build_env, host),
         Step(
             "point current at it if nothing is deployed yet",
             lambda ctx: _first_install(ctx, cfg, host),
@@ -191,6 +169,27 @@ def build_plan(
         locks=(f"worker:{worker}",),
         details=(f"builds {ref}; what runs is not touched",),
         params={"worker": worker, "ref": ref},
+    )
+
+
+def _resolve_step(cfg: WorkerConfig, ref: str, build_env: dict[str, str], host: Host) -> Step:
+    assert cfg.deploy is not None
+    return Step(
+        f"resolve {ref} to a commit",
+        lambda ctx: _resolve(ctx, cfg, ref, build_env, host),
+        cfg.deploy.fetch_timeout_s + _RESOLVE_MARGIN_S,
+    )
+
+
+def _build_step(
+    cfg: WorkerConfig, request: WorkerRequest, build_env: dict[str, str], host: Host
+) -> Step:
+    assert cfg.deploy is not None
+    where = " in its own directory" if cfg.deploy.strategy == "releases" else " in place"
+    return Step(
+        "fetch and build the release" + where,
+        lambda ctx: _build(ctx, request.worker, cfg, request, build_env, host),
+        cfg.deploy.build_timeout_s * max(1, len(cfg.build)) + 120,
     )
 
 
