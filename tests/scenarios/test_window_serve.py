@@ -38,13 +38,16 @@ async def test_two_replicas_open_a_window_once_and_a_standby_takes_over(
         SLACK_BOT_TOKEN=fake_slack.bot_token, SLACK_API_URL=fake_slack.api_url
     )
     flag = f"{scenario.prefix}:flags:MAINTENANCE"
-    start = datetime.now(UTC) + timedelta(seconds=3)
+    # 10 s out: `window schedule` opens what is already due, and on a loaded machine a CLI that
+    # took longer than the lead would open the window itself, before any replica ran.
+    start = datetime.now(UTC) + timedelta(seconds=10)
     done = await scenario.chatops(
         "window", "schedule", "test", start.isoformat(), "1h", "failover", "drill", "--json"
     )
     assert done.code == 0, done.output
     wid = json.loads(done.stdout)["id"]
-    await _wait(lambda: len(_texts(fake_slack)) == 1)  # the announcement, sent by the CLI
+    await _wait(lambda: len(_texts(fake_slack)) >= 1)  # the announcement, sent by the CLI
+    assert len(_texts(fake_slack)) == 1, _texts(fake_slack)
 
     stacks = [contextlib.AsyncExitStack(), contextlib.AsyncExitStack()]
     try:
