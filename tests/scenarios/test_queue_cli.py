@@ -11,6 +11,10 @@ import pytest
 from tests.fixtures.pm2 import node_job_counts
 from tests.scenarios.conftest import Scenario
 
+# A drain with no worker that holds on while the test acts on it: the scenario's stall of 6 s
+# can pass during two CLI starts on a loaded machine, and the drain then ends on its own.
+HELD_DRAIN = {"stall_s": 120, "timeout_s": 120, "poll_interval_s": 0.2}
+
 
 async def _wait_for(predicate, timeout_s: float = 20.0) -> None:
     async with asyncio.timeout(timeout_s):
@@ -168,6 +172,7 @@ async def test_promote_moves_only_overdue_delayed_jobs(scenario: Scenario):
 
 
 async def test_cancel_mid_drain_restores_the_flag(scenario: Scenario):
+    scenario.configure(drain=HELD_DRAIN)
     await scenario.produce("sla", 10)
     drain = await scenario.spawn("queue", "drain", "sla", "--env", "test", "--yes")
 
@@ -213,6 +218,7 @@ async def test_sigkill_mid_drain_is_recovered_by_the_next_start(scenario: Scenar
 async def test_a_second_operation_on_the_same_queue_is_refused_naming_the_holder(
     scenario: Scenario,
 ):
+    scenario.configure(drain=HELD_DRAIN)
     await scenario.produce("sla", 10)
     drain = await scenario.spawn("queue", "drain", "sla", "--env", "test", "--yes")
 
@@ -281,7 +287,7 @@ async def test_a_redis_password_never_appears_in_output_or_store(
 
 
 async def test_lock_release_frees_a_held_lock_audited_and_the_holder_stops(scenario: Scenario):
-    scenario.configure(drain={"stall_s": 120, "timeout_s": 120, "poll_interval_s": 0.2})
+    scenario.configure(drain=HELD_DRAIN)
     await scenario.produce("sla", 5)
     drain = await scenario.spawn("queue", "drain", "sla", "--env", "test", "--yes")
 
