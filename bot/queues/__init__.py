@@ -17,11 +17,7 @@ from bot.queues.discovery import prefixes_of_queue
 from bot.queues.durations import longest_recent_job_ms
 from bot.queues.events import EventTail, QueueEvent
 from bot.queues.failed import FailedJob, RetryResult, failed_jobs, retry_failed
-from bot.queues.metrics import (
-    completed_totals,
-    completions,
-    job_id_counters,
-)
+from bot.queues.metrics import completed_totals, completions, job_id_counters
 from bot.queues.moves import Skipped
 from bot.queues.pausing import is_queue_paused, pause_queue, resume_queue
 from bot.queues.schedulers import JobScheduler, job_schedulers, scheduler_count
