@@ -719,10 +719,13 @@ def loads_for(args: argparse.Namespace) -> list[Load]:
     rounds = 1 if args.quick else args.rounds
     paced_n = 200 if args.quick else args.paced_requests
     paced_rounds = 1 if args.quick else args.paced_rounds
-    return [
+    loads = [
         Load("c=50", 50, None, n, rounds, goal=True),
         Load("c=10", 10, None, n, rounds, goal=True),
         Load(f"{args.rate:g}/s", None, args.rate, paced_n, paced_rounds, goal=False),
+    ]
+    return [
+        x for x in loads if not args.loads or (x.name if x.rate is None else "paced") in args.loads
     ]
 
 
@@ -756,7 +759,7 @@ async def bench(args: argparse.Namespace) -> int:
                 + "; ".join(f"{x.name}: {x.rounds} x {x.requests} per app" for x in loads)
             )
             await warm_up(servers, fake)
-            for command in COMMANDS:
+            for command in args.commands or COMMANDS:
                 for load in loads:
                     apps = APPS[command]
                     for index in range(1, load.rounds + 1):
@@ -827,6 +830,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paced-requests", type=int, default=1000, help="per open-loop round")
     parser.add_argument("--paced-rounds", type=int, default=2, help="open-loop rounds per app")
     parser.add_argument("--out", help="write the results as JSON too")
+    parser.add_argument(
+        "--commands", nargs="+", choices=tuple(COMMANDS), help="only these commands (all)"
+    )
+    parser.add_argument(
+        "--loads", nargs="+", choices=("c=50", "c=10", "paced"), help="only these loads (all)"
+    )
     parser.add_argument("--serve", choices=("fake", "bot", "bare", "modal"), help=argparse.SUPPRESS)
     parser.add_argument("--users", type=int, default=2000, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
