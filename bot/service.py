@@ -9,12 +9,12 @@ import asyncio
 import dataclasses
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bot.abc import WorkerStatus
-from bot.config import WorkerConfig
+from bot.config import EnvironmentConfig, WorkerConfig
 from bot.duplicates import DuplicateReport, find_duplicates
 from bot.engine.events import EventSink
 from bot.engine.plan import Plan
@@ -37,6 +37,7 @@ from bot.queues import (
     delayed_jobs,
     failed_jobs,
     read_states,
+    states_now,
 )
 from bot.queues.health import RedisReport, check_redis
 from bot.redact import redact
@@ -188,33 +189,10 @@ async def _plan_for(rt: Runtime, req: OperationRequest) -> Plan:
     if req.kind in ("drain", "pause", "resume", "retry", "promote"):
         every = req.kind == "drain" and req.target == "all"  # every queue, as one operation
         queues = tuple(env.queues) if every else (env.queue(req.target, env=req.env),)
-        # The queues must exist under the configured prefix before any plan is shown.
-        await read_states(rt.redis_for(req.env), prefix=env.prefix, queues=list(queues))
-        if req.kind == "drain":
-            timeout_s = req.timeout_s or env.drain.timeout_s
-            if timeout_s <= 0:
-                raise BadInput("--timeout-s must be positive")
-            params = DrainParams(
-                queues,
-                timeout_s,
-                env.drain.stall_s,
-                env.drain.poll_interval_s,
-                env.drain.producer_grace_s,
-                every=every,
-            )
-            return drain_plan(req.env, env, params)
-        (queue,) = queues
-        ids = None if req.all_jobs else req.job_ids
-        if req.kind == "pause":
-            return pause_plan(req.env, env, queue)
-        if req.kind == "resume":
-            return resume_plan(req.env, env, queue)
-        if not req.all_jobs and not req.job_ids:
-            flag = "--all" if req.kind == "retry" else "--overdue"
-            raise BadInput(f"{req.kind} needs job ids or {flag}")
-        if req.kind == "retry":
-            return retry_plan(req.env, env, queue, ids)
-        return promote_plan(req.env, env, queue, ids)
+        # The queues must exist under the configured prefix before any plan is shown, and the
+        # plan shows what they hold now.
+        states = await read_states(rt.redis_for(req.env), prefix=env.prefix, queues=list(queues))
+        return _with_details(_queue_plan(req, env, queues, every=every), states_now(states))
     if req.kind == "build":
         cfg = env.worker(req.target, env=req.env)
         if req.ref is not None:
@@ -233,6 +211,40 @@ async def _plan_for(rt: Runtime, req: OperationRequest) -> Plan:
             params={**plan.params, "outside_window": req.outside_window},
         )
     raise BadInput(f"unknown operation {req.kind!r}")
+
+
+def _queue_plan(
+    req: OperationRequest, env: EnvironmentConfig, queues: tuple[str, ...], *, every: bool
+) -> Plan:
+    if req.kind == "drain":
+        timeout_s = req.timeout_s or env.drain.timeout_s
+        if timeout_s <= 0:
+            raise BadInput("--timeout-s must be positive")
+        params = DrainParams(
+            queues,
+            timeout_s,
+            env.drain.stall_s,
+            env.drain.poll_interval_s,
+            env.drain.producer_grace_s,
+            every=every,
+        )
+        return drain_plan(req.env, env, params)
+    (queue,) = queues
+    ids = None if req.all_jobs else req.job_ids
+    if req.kind == "pause":
+        return pause_plan(req.env, env, queue)
+    if req.kind == "resume":
+        return resume_plan(req.env, env, queue)
+    if not req.all_jobs and not req.job_ids:
+        flag = "--all" if req.kind == "retry" else "--overdue"
+        raise BadInput(f"{req.kind} needs job ids or {flag}")
+    if req.kind == "retry":
+        return retry_plan(req.env, env, queue, ids)
+    return promote_plan(req.env, env, queue, ids)
+
+
+def _with_details(plan: Plan, lines: Sequence[str]) -> Plan:
+    return dataclasses.replace(plan, details=(*plan.details, *lines))
 
 
 WINDOW_KINDS = ("restart", "deploy", "rollback")
@@ -268,10 +280,22 @@ async def _worker_plan(rt: Runtime, req: OperationRequest) -> Plan:
     if req.ref is not None:
         validate_ref(req.ref)
     commit = None
-    if req.kind == "rollback":
-        commit = await _rollback_commit(rt, req)
+    if req.kind == "rollback":  # it must know what runs, to go back from it
+        running: str | None = await _running_commit(rt, req.env, req.target)
+        unknown = None
+        commit = await _rollback_commit(rt, req, running)
+    else:
+        running, unknown = await _shown_running(_running_commit(rt, req.env, req.target))
+    if running is None and unknown is None and not _has_releases(cfg):
+        unknown = "no release recorded by the bot"
     wreq = WorkerRequest(
-        req.target, req.kind, commit=commit, ref=req.ref, skip_env_check=req.skip_env_check
+        req.target,
+        req.kind,
+        commit=commit,
+        ref=req.ref,
+        skip_env_check=req.skip_env_check,
+        running=running,
+        running_unknown=unknown,
     )
     return worker_plan(
         req.env,
@@ -292,19 +316,29 @@ async def _kube_plan(rt: Runtime, req: OperationRequest, cfg: WorkerConfig) -> P
             f"deploy of {req.target} needs --ref: an image tag, digest or reference "
             f"in {cfg.image_repository or 'its image_repository'}"
         )
-    if req.kind == "rollback":
-        image = await _rollback_image(rt, req, cfg, target)
+    if req.kind == "rollback":  # it must know what runs, to go back from it
+        image_now = await target.current_image()
+        running: str | None = image_now
+        unknown = None
+        image = await _rollback_image(rt, req, cfg, image_now)
+    else:
+        running, unknown = await _shown_running(target.current_image())
     wreq = WorkerRequest(
-        req.target, req.kind, ref=req.ref, skip_env_check=req.skip_env_check, image=image
+        req.target,
+        req.kind,
+        ref=req.ref,
+        skip_env_check=req.skip_env_check,
+        image=image,
+        running=running,
+        running_unknown=unknown,
     )
     env = rt.config.env(req.env)
     return kube_worker_plan(req.env, env, wreq, target=target, build_env=rt.tool_env(cfg))
 
 
 async def _rollback_image(
-    rt: Runtime, req: OperationRequest, cfg: WorkerConfig, target: KubeTarget
+    rt: Runtime, req: OperationRequest, cfg: WorkerConfig, running: str
 ) -> str:
-    running = await target.current_image()
     if req.ref:
         wanted = image_for(req.ref, cfg.image_repository)
         release = await rt.store.find_release(req.env, req.target, wanted)
@@ -325,16 +359,29 @@ async def _rollback_image(
     return good.path
 
 
+def _has_releases(cfg: WorkerConfig) -> bool:
+    return bool(cfg.deploy and cfg.deploy.strategy == "releases" and cfg.deploy.deploy_path)
+
+
 async def _running_commit(rt: Runtime, env_name: str, worker: str) -> str | None:
     cfg = rt.config.env(env_name).worker(worker, env=env_name)
-    if cfg.deploy and cfg.deploy.strategy == "releases" and cfg.deploy.deploy_path:
+    if _has_releases(cfg):
+        assert cfg.deploy is not None and cfg.deploy.deploy_path is not None
         return await current_commit(cfg.deploy.deploy_path, host=rt.host_for(cfg))
     current = await rt.store.current_release(env_name, worker)
     return current.commit if current else None
 
 
-async def _rollback_commit(rt: Runtime, req: OperationRequest) -> str:
-    running = await _running_commit(rt, req.env, req.target)
+async def _shown_running(read: Awaitable[str | None]) -> tuple[str | None, str | None]:
+    """What runs now, for a plan that only shows it: (running, None), or (None, why it could not
+    be read). A restart or deploy does not need it to run, and its own steps report the cause."""
+    try:
+        return await read, None
+    except (BotError, OSError) as exc:
+        return None, redact(str(exc))[:200]
+
+
+async def _rollback_commit(rt: Runtime, req: OperationRequest, running: str | None) -> str:
     if req.ref:
         release = await rt.store.find_release(req.env, req.target, req.ref)
         if release is None:

@@ -21,7 +21,7 @@ from bot.queues.metrics import completed_totals, completions, job_id_counters
 from bot.queues.moves import Skipped
 from bot.queues.pausing import is_queue_paused, pause_queue, resume_queue
 from bot.queues.schedulers import JobScheduler, job_schedulers, scheduler_count
-from bot.queues.states import QueueCounts, QueueState, read_state, read_states
+from bot.queues.states import QueueCounts, QueueState, read_state, read_states, states_now
 from bot.queues.workers import (
     WorkerConnection,
     WorkerConnections,
@@ -60,6 +60,7 @@ __all__ = [
     "promote_jobs",
     "read_state",
     "read_states",
+    "states_now",
     "resume_queue",
     "retry_failed",
     "run_canary",

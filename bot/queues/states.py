@@ -66,6 +66,38 @@ class QueueState:
     version: str  # meta.version such as "bullmq:6.7.0"; "" when only workers or Python wrote it
     counts: QueueCounts
 
+    def summary(self) -> str:
+        """One line for a plan: what is in the queue before the operation touches it."""
+        c = self.counts
+        parts = [f"{c.waiting:,} waiting", f"{c.active:,} active", f"{c.delayed:,} delayed"]
+        parts += [
+            f"{n:,} {label}"
+            for n, label in (
+                (c.prioritized, "prioritized"),
+                (c.waiting_children, "waiting-children"),
+                (c.failed, "failed"),
+            )
+            if n
+        ]
+        return f"{self.name}: {', '.join(parts)}" + (" (paused)" if self.paused else "")
+
+
+def states_now(states: Sequence[QueueState], *, shown: int = 5) -> tuple[str, ...]:
+    """Plan lines with the queues' counts as read when the plan was made; past `shown` queues,
+    the totals and the queues that hold jobs, busiest first."""
+    if len(states) <= shown:
+        return tuple(f"now {state.summary()}" for state in states)
+    busy = sorted(
+        (s for s in states if s.counts.waiting or s.counts.active or s.counts.delayed),
+        key=lambda s: -(s.counts.waiting + s.counts.active + s.counts.delayed),
+    )
+    total = sum(s.counts.waiting for s in states), sum(s.counts.active for s in states)
+    lines = [f"now {len(states)} queues: {total[0]:,} waiting, {total[1]:,} active in all"]
+    lines += [f"now {state.summary()}" for state in busy[:shown]]
+    if len(busy) > shown:
+        lines.append(f"and {len(busy) - shown} more queues holding jobs")
+    return tuple(lines)
+
 
 def _queue_commands(pipe: Any, keys: QueueKeys) -> None:
     pipe.hmget(keys.meta, "paused", "version")

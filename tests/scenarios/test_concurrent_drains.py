@@ -126,6 +126,8 @@ async def test_drain_all_empties_every_queue_as_one_operation(scenario: Scenario
     (op_id,) = set(re.findall(r"op-[0-9a-f]{10}", text))
     assert f"(operation {op_id})" in said(refused), refused.output
     assert "check all 2 queues (sla, other) under prefix" in text, result.output
+    for queue in ("sla", "other"):  # the plan says what each queue held before the drain
+        assert re.search(rf"now {queue}: \d+ waiting, \d+ active, 0 delayed", text), text
     assert "2 queues: waiting" in text and "not yet empty: sla (" in text, result.output
     assert "succeeded: all 2 queues (sla, other) drained in" in text, result.output
     assert f"producer flag {flag} back on" in text

@@ -170,6 +170,7 @@ async def test_deploy_then_roll_back_to_the_known_good_image(cluster: Cluster):
     back = await cluster.chatops("worker", "rollback", "mailer", "--env", "test", "--yes")
     assert back.code == 0, back.output
     assert cluster.image() == f"{REPO}:v1"
+    assert f"image {REPO}:v2 → {REPO}:v1" in " ".join(back.stdout.split())  # its plan
     # As `kubectl rollout undo`: the old ReplicaSet runs again, under a new revision.
     rs = {r["metadata"]["name"]: r for r in cluster.kube.replicasets(NS)}[v1_replicaset]
     assert rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"

@@ -128,6 +128,7 @@ async def test_drain_from_slack_with_modal_progress_and_final_message(chat: Chat
         view = await _plan_view(chat, OPS)
         plan_text = json.dumps(view["blocks"])
         assert "turn producers off" in plan_text and "`test`" in plan_text
+        assert re.search(r"now sla: [\d,]+ waiting, \d+ active, 0 delayed", plan_text)
         submitted = await chat.driver.view_submission(view)
         assert submitted.status == 200
         await chat.wait(lambda: chat.final() is not None, timeout_s=60)
@@ -303,9 +304,12 @@ async def test_a_replayed_slash_command_is_refused_and_audited(chat: Chat):
 @pytest.mark.protected
 async def test_protected_environment_needs_the_target_typed(chat: Chat):
     await chat.bot.door.refresh_groups()
+    await chat.scenario.produce("sla", 4)
     await chat.driver.command("/queue", "pause sla")
     view = await _plan_view(chat, OPS)
     assert any(b.get("block_id") == blocks.CONFIRM_BLOCK for b in view["blocks"])
+    # The plan shows what the queue holds before anything is touched.
+    assert "now sla: 4 waiting, 0 active, 0 delayed" in json.dumps(view["blocks"])
     typed = {
         blocks.CONFIRM_BLOCK: {
             blocks.CONFIRM_ACTION: {"type": "plain_text_input", "value": "other"}
@@ -515,7 +519,8 @@ async def test_rollback_in_a_protected_environment_needs_another_approver(
                 "/worker", "rollback notification --outside-window", user=LEAD
             )
             view = await _plan_view(chat, LEAD)
-            assert fleet.commits["v1"][:12] in json.dumps(view["blocks"])
+            v1, v2 = fleet.commits["v1"][:12], fleet.commits["v2"][:12]
+            assert f"release {v2} → {v1}" in json.dumps(view["blocks"], ensure_ascii=False)
             typed = {
                 blocks.CONFIRM_BLOCK: {
                     blocks.CONFIRM_ACTION: {"type": "plain_text_input", "value": "notification"}

@@ -235,8 +235,16 @@ async def test_rollback_returns_to_the_last_known_good_release(fleet: Fleet):
             "worker", "deploy", "notification", "--env", "test", "--ref", ref, "--yes"
         )
         assert done.code == 0, done.output
+    v1, v2 = fleet.commits["v1"][:12], fleet.commits["v2"][:12]
     dry = await fleet.chatops("worker", "rollback", "notification", "--env", "test", "--dry-run")
-    assert dry.code == 0 and f"back to release {fleet.commits['v1'][:12]}" in dry.stdout
+    assert dry.code == 0 and f"release {v2} → {v1}" in dry.stdout, dry.stdout
+    # A deploy's plan shows what runs and the ref asked for; a restart's, what it reloads.
+    dry = await fleet.chatops(
+        "worker", "deploy", "notification", "--env", "test", "--ref", "v1", "--dry-run"
+    )
+    assert dry.code == 0 and f"release {v2} → v1 (resolved" in dry.stdout, dry.stdout
+    dry = await fleet.chatops("worker", "restart", "notification", "--env", "test", "--dry-run")
+    assert dry.code == 0 and f"release {v2}, unchanged" in dry.stdout, dry.stdout
     assert await fleet.running_release() == "v2"
 
     async with incident_webhook() as (url, received):

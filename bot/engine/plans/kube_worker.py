@@ -19,6 +19,7 @@ from bot.engine.plans.worker import (
     check_online,
     check_target,
     quiesce_steps,
+    release_change,
     resume_steps,
     settle_env_check,
 )
@@ -92,8 +93,7 @@ def kube_worker_plan(
         if cfg.quiesce == "pause" and cfg.queues
         else "quiesce: none (old pods get SIGTERM and their grace period)",
     ]
-    if image is not None:
-        details.append(f"to image {image}")
+    details.append(release_change(request, to=image, what="image"))
     return Plan(
         kind=request.kind,
         env=env_name,

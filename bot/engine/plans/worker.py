@@ -48,6 +48,10 @@ class WorkerRequest:
     ref: str | None = None  # deploy: the ref asked for
     skip_env_check: bool = False  # run even if the environment lacks keys of .env.example
     image: str | None = None  # kubernetes deploy and rollback: the image to run
+    # What runs now, as read when the plan was made (a commit, or an image on Kubernetes), or
+    # why it could not be read: the plan shows the change as from -> to.
+    running: str | None = None
+    running_unknown: str | None = None
 
 
 def worker_plan(
@@ -218,9 +222,31 @@ def _details(cfg: WorkerConfig, request: WorkerRequest) -> tuple[str, ...]:
         )
     else:
         lines.append("quiesce: graceful (the worker's close() on SIGINT within pm2's kill_timeout)")
-    if request.kind == "rollback" and request.commit:
-        lines.append(f"back to release {request.commit[:12]}")
+    default_ref = cfg.deploy.default_ref if cfg.deploy else None
+    lines.append(release_change(request, to=request.commit, ref=request.ref or default_ref))
     return tuple(lines)
+
+
+def release_change(
+    request: WorkerRequest, *, to: str | None, ref: str | None = None, what: str = "release"
+) -> str:
+    """The plan's line "release A → B" ("image A → B" on Kubernetes): what runs now and what
+    will run after it. A deploy's ref is resolved to a commit only when it runs."""
+
+    def short(name: str) -> str:
+        return name if what == "image" else name[:12]
+
+    if request.running:
+        now = short(request.running)
+    elif request.running_unknown:
+        now = f"unknown ({request.running_unknown})"
+    else:
+        now = "none yet"
+    if request.kind == "restart":
+        return f"{what} {now}, unchanged: the same code is reloaded"
+    if to is None:
+        return f"{what} {now} → {ref} (resolved to a commit when it runs)"
+    return f"{what} {now} → {short(to)}"
 
 
 def resume_steps(cfg: WorkerConfig) -> list[Step]:

@@ -11,7 +11,14 @@ import redis.asyncio as redis
 from redis.asyncio.client import Pipeline
 
 from bot.errors import QueueNotFound, UnsupportedQueue
-from bot.queues import QueueCounts, pause_queue, read_state, read_states, resume_queue
+from bot.queues import (
+    QueueCounts,
+    pause_queue,
+    read_state,
+    read_states,
+    resume_queue,
+    states_now,
+)
 from tests.bot.queues.bullmq_helpers import eventually, running_worker
 from tests.conftest import REDIS_URL
 
@@ -62,6 +69,10 @@ async def test_counts_every_state_like_get_job_counts(
             waiting=4, active=1, delayed=2, prioritized=2, waiting_children=1, failed=1, completed=1
         )
         assert state.counts.as_job_counts() == await bull_queue.getJobCounts()
+        assert state.summary() == (
+            f"{queue_name}: 4 waiting, 1 active, 2 delayed, 2 prioritized, 1 waiting-children, "
+            "1 failed"
+        )
         assert state.name == queue_name
         assert state.paused is False
         release.set()
@@ -76,6 +87,7 @@ async def test_paused_keeps_counts(
     paused = await read_state(redis_client, prefix=prefix, queue=queue_name)
     assert paused.paused is True
     assert paused.counts.waiting == 2  # v6: jobs stay in `wait`
+    assert paused.summary() == f"{queue_name}: 2 waiting, 0 active, 0 delayed (paused)"
     assert await bull_queue.isPaused() is True
     await resume_queue(redis_client, prefix=prefix, queue=queue_name)
     assert (await read_state(redis_client, prefix=prefix, queue=queue_name)).paused is False
@@ -110,6 +122,33 @@ async def test_many_queues_in_one_transaction(
     assert [s.name for s in states] == names
     assert [s.counts.waiting for s in states] == [1, 2, 3]
     assert len(executions) == 1
+
+
+async def test_a_plan_over_many_queues_shows_totals_and_the_busiest(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    names = [f"q{i}" for i in range(7)]
+    queues = [bullmq.Queue(n, {"connection": REDIS_URL, "prefix": prefix}) for n in names]
+    try:
+        await queues[0].add("later", {}, {"delay": 60_000})  # q0: one delayed job
+        for jobs, queue in enumerate(queues):  # then q1 holds one waiting, q6 six
+            for _ in range(jobs):
+                await queue.add("j", {})
+    finally:
+        for queue in queues:
+            await queue.close()
+    states = await read_states(redis_client, prefix=prefix, queues=names)
+    assert states_now(states[:2]) == (
+        "now q0: 0 waiting, 0 active, 1 delayed",
+        "now q1: 1 waiting, 0 active, 0 delayed",
+    )
+    assert states_now(states, shown=3) == (
+        "now 7 queues: 21 waiting, 0 active in all",
+        "now q6: 6 waiting, 0 active, 0 delayed",
+        "now q5: 5 waiting, 0 active, 0 delayed",
+        "now q4: 4 waiting, 0 active, 0 delayed",
+        "and 4 more queues holding jobs",
+    )
 
 
 async def test_wrong_prefix_names_the_real_one(
