@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -181,6 +182,18 @@ class SlackBot:
                 await self.session.close()
 
 
+@contextlib.contextmanager
+def _hidden_from_bolt() -> Iterator[None]:
+    """AsyncApp's constructor reads SLACK_* variables of its own: a verification token, and,
+    with SLACK_CLIENT_ID and SLACK_CLIENT_SECRET set, a whole OAuth flow that keeps
+    installations in files. The bot passes what it uses from its configuration; Bolt sees none."""
+    hidden = {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("SLACK_")}
+    try:
+        yield
+    finally:
+        os.environ.update(hidden)
+
+
 def build_bot(rt: Runtime, *, scope: str = SLACK_SCOPE, source: str = "slack") -> SlackBot:
     """`scope` and `source` are the terminal console's own when it drives the bot: its outbox
     entries are delivered by it alone, and its actions audited as `console`."""
@@ -189,11 +202,12 @@ def build_bot(rt: Runtime, *, scope: str = SLACK_SCOPE, source: str = "slack") -
         raise ConfigError(["SLACK_SIGNING_SECRET: not set"], source="environment")
     session = aiohttp.ClientSession()
     client = slack_client(rt, session=session)
-    app = AsyncApp(
-        client=client,
-        signing_secret=settings.SLACK_SIGNING_SECRET,
-        process_before_response=True,
-    )
+    with _hidden_from_bolt():
+        app = AsyncApp(
+            client=client,
+            signing_secret=settings.SLACK_SIGNING_SECRET,
+            process_before_response=True,
+        )
     door = SlackDoor(rt, client, GroupCache(), session=session, source=source, scope=scope)
     for surface in (queue, worker, ops, window, interactions):
         surface.register(app, door)

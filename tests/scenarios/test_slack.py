@@ -195,6 +195,28 @@ async def test_help_lists_only_what_the_caller_may_run(chat: Chat):
     assert "/queue drain" in text and "/worker deploy" not in text and "/queue retry" not in text
 
 
+async def test_bolt_reads_no_slack_variable_of_its_own(
+    scenario: Scenario, fake_slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+):
+    """Set, these would switch Bolt to an OAuth flow keeping installations in files."""
+    leftovers = {
+        "SLACK_CLIENT_ID": "111.222",
+        "SLACK_CLIENT_SECRET": "not-the-bots-secret",
+        "SLACK_VERIFICATION_TOKEN": "not-the-bots-token",
+    }
+    for name, value in leftovers.items():
+        monkeypatch.setenv(name, value)
+    environ = configure(scenario, fake_slack)
+    async with running_bot(scenario, fake_slack, environ) as chat:
+        assert chat.bot.app.oauth_flow is None and chat.bot.app.installation_store is None
+        await chat.bot.door.refresh_groups()
+        await chat.scenario.produce("sla", 2)
+        response = await chat.driver.command("/queue", "status sla")
+        assert response.status == 200
+        await chat.wait(lambda: bool(chat.slack.responses(response.response_url)))
+    assert {name: os.environ.get(name) for name in leftovers} == leftovers
+
+
 async def test_bad_and_stale_signatures_get_401_and_run_nothing(chat: Chat):
     bad = await chat.driver.command("/queue", "pause sla", signature="bad")
     stale = await chat.driver.command("/queue", "pause sla", stale=True)
