@@ -19,6 +19,23 @@ class Decision:
     allowed: bool
     pending: bool = False  # the answer depends on a user group not loaded yet
     missing: str | None = None  # "drain in prod": what a refusal names
+    unchecked: str | None = None  # why the user groups could not be read: refused, saying so
+
+    @property
+    def why(self) -> str:
+        """A refusal's reason, for the audit trail."""
+        if self.unchecked:
+            return f"roles not readable: {self.unchecked}"
+        return f"missing {self.missing}"
+
+    def refusal(self, command: str) -> str:
+        """A refusal's text for the user: the missing permission, or why none could be checked."""
+        if self.unchecked:
+            return (
+                f"❌ `{command}` did not run: your roles could not be read from Slack "
+                f"({self.unchecked}); try again in a minute"
+            )
+        return f"❌ you may not run `{command}`: it needs the permission `{self.missing}`"
 
 
 @dataclass

@@ -113,6 +113,11 @@ class SlackBot:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), interval_s)
 
+    async def _refresh_groups(self) -> None:
+        failed = await self.door.load_groups()
+        if failed:  # the cache keeps what it had; a cold one refuses, saying why
+            logger.warning("slack: user groups not refreshed: %s", failed)
+
     async def _take_over(self) -> None:
         """What a dead replica was running: put back, freed, and told in its thread."""
         await recover_interrupted(self.rt, on_recovered=self.tell_takeover)
@@ -146,7 +151,7 @@ class SlackBot:
         loops = [
             asyncio.create_task(self.sender.run(self.stop)),
             asyncio.create_task(
-                self._every(GROUP_REFRESH_S, "group refresh", self.door.refresh_groups)
+                self._every(GROUP_REFRESH_S, "group refresh", self._refresh_groups)
             ),
             asyncio.create_task(
                 self._every(EXPIRY_CHECK_S, "approval expiry", self.door.expire_approvals)

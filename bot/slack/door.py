@@ -7,6 +7,7 @@ fill the confirmation modal with `views.update`, run the operation with live pro
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import shlex
@@ -85,6 +86,7 @@ class SlackDoor:
         self.outbox = Outbox(rt.store, rt.clock, scope=scope)
         self.followups = FollowUps()
         self.recent = RecentRequests()
+        self._refreshing: asyncio.Future[None] | None = None
 
     # ---- plumbing -----------------------------------------------------------------------------
 
@@ -124,16 +126,35 @@ class SlackDoor:
         )
 
     async def refresh_groups(self) -> None:
+        """Reload every watched user group from Slack. Callers that come while a refresh runs
+        share it: a burst of commands on a cold cache makes one round of (tier 2) calls."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self._fetch_groups())
+        await asyncio.shield(self._refreshing)
+
+    async def _fetch_groups(self) -> None:
         for group in sorted(self.rbac.groups_to_watch()):
             response = await self.client.usergroups_users_list(usergroup=group)
             users = frozenset(str(user) for user in response.get("users") or [])
             self.groups.replace(group, users, self.rt.clock.now())
 
+    async def load_groups(self) -> str | None:
+        """Refresh a cold cache: None once loaded, or why Slack did not give the groups."""
+        try:
+            await self.refresh_groups()
+        except SlackApiError as exc:
+            return f"usergroups.users.list: {exc.response.get('error')}"
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return f"usergroups.users.list: no answer ({type(exc).__name__})"
+        return None
+
     async def decide(self, user: str, env: str, permission: str) -> Decision:
         decision = self.rbac.decide(user, env, permission)
         if decision.pending:
-            await self.refresh_groups()
+            failed = await self.load_groups()
             decision = self.rbac.decide(user, env, permission)
+            if decision.pending:
+                return Decision(False, unchecked=failed or "user groups not loaded")
         return decision
 
     async def audit_refusal(self, origin: Origin, env: str | None, command: str, why: str) -> None:
@@ -191,10 +212,8 @@ class SlackDoor:
         assert env is not None
         decision = self.rbac.decide(origin.user, env, parsed.permission)
         if not decision.allowed and not decision.pending:
-            await ack(response_type="ephemeral", text=_refusal(shown, decision))
-            self.spawn(
-                self.audit_refusal(origin, env, shown, f"missing {decision.missing}"), what="audit"
-            )
+            await ack(response_type="ephemeral", text=decision.refusal(shown))
+            self.spawn(self.audit_refusal(origin, env, shown, decision.why), what="audit")
             return
         if (parsed.command, parsed.action) == ("ops", "cancel"):
             await ack(response_type="ephemeral", text=f"cancelling {parsed.target}…")
@@ -244,8 +263,8 @@ class SlackDoor:
     ) -> None:
         decision = await self.decide(origin.user, env, parsed.permission)
         if not decision.allowed:
-            await respond(response_type="ephemeral", text=_refusal(shown, decision))
-            await self.audit_refusal(origin, env, shown, f"missing {decision.missing}")
+            await respond(response_type="ephemeral", text=decision.refusal(shown))
+            await self.audit_refusal(origin, env, shown, decision.why)
             return
         try:
             answer = await query_answer(self.rt, parsed, env)
@@ -312,9 +331,9 @@ class SlackDoor:
         decision = await self.decide(origin.user, env, parsed.permission)
         if not decision.allowed:
             await self.client.views_update(
-                view_id=view_id, view=blocks.error_view(title, _refusal(shown, decision))
+                view_id=view_id, view=blocks.error_view(title, decision.refusal(shown))
             )
-            await self.audit_refusal(origin, env, shown, f"missing {decision.missing}")
+            await self.audit_refusal(origin, env, shown, decision.why)
             return
         try:
             plan = await service.plan_for(self.rt, _request(parsed, env))
@@ -401,9 +420,9 @@ class SlackDoor:
                 f"refused:{origin.user}:{self.rt.clock.now().timestamp()}",
                 channel=origin.channel,
                 user=origin.user,
-                text=_refusal(shown, decision),
+                text=decision.refusal(shown),
             )
-            await self.audit_refusal(origin, env, shown, f"missing {decision.missing}")
+            await self.audit_refusal(origin, env, shown, decision.why)
             return
         request = _request(parsed, env)
         try:
@@ -565,8 +584,17 @@ class SlackDoor:
             return
         origin = Origin(user, channel or approval.channel, "", None)
         if not self.rbac.is_approver(user):
-            if not self.groups_loaded():
-                await self.refresh_groups()
+            failed = None if self.groups_loaded() else await self.load_groups()
+            if failed:
+                await self._tell(
+                    origin,
+                    f"❌ your answer was not counted: your roles could not be read from Slack "
+                    f"({failed}); click again in a minute",
+                )
+                await self.audit_refusal(
+                    origin, approval.env, approval.command, f"roles not readable: {failed}"
+                )
+                return
             if not self.rbac.is_approver(user):
                 await self._tell(
                     origin, f"❌ only holders of the approver role may {decision} requests"
@@ -684,10 +712,8 @@ class SlackDoor:
             return
         decision = await self.decide(user, op.env, "cancel")
         if not decision.allowed:
-            await self._tell(origin, _refusal(f"cancel {op_id}", decision))
-            await self.audit_refusal(
-                origin, op.env, f"cancel {op_id}", f"missing {decision.missing}"
-            )
+            await self._tell(origin, decision.refusal(f"cancel {op_id}"))
+            await self.audit_refusal(origin, op.env, f"cancel {op_id}", decision.why)
             return
         try:
             await service.cancel(self.rt, op_id, actor=Actor(user, self.source))
@@ -755,10 +781,6 @@ def _typed_target(view: dict[str, Any]) -> str | None:
     entry = values.get(blocks.CONFIRM_BLOCK, {}).get(blocks.CONFIRM_ACTION, {})
     value = entry.get("value")
     return str(value).strip() if value is not None else None
-
-
-def _refusal(command: str, decision: Decision) -> str:
-    return f"❌ you may not run `{command}`: it needs the permission `{decision.missing}`"
 
 
 def _unreachable(env: str, exc: BaseException) -> str:

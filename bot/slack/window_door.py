@@ -43,8 +43,8 @@ async def _allowed(door: SlackDoor, origin: Origin, env: str, shown: str) -> str
     decision = await door.decide(origin.user, env, "window")
     if decision.allowed:
         return None
-    await door.audit_refusal(origin, env, shown, f"missing {decision.missing}")
-    return f"❌ you may not run `{shown}`: missing permission `{decision.missing}`"
+    await door.audit_refusal(origin, env, shown, decision.why)
+    return decision.refusal(shown)
 
 
 async def _schedule(door: SlackDoor, parsed: Parsed, origin: Origin, shown: str) -> str:

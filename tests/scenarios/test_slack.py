@@ -155,6 +155,60 @@ async def test_a_user_without_the_permission_is_refused_and_audited(chat: Chat):
     assert await chat.scenario.flag() is None
 
 
+async def test_roles_slack_will_not_give_refuse_saying_why_then_recover(
+    scenario: Scenario, fake_slack: FakeSlack
+):
+    """A cold cache whose refresh fails: each user is told why, nothing runs, the refusals are
+    audited; once Slack answers again the same command runs."""
+    environ = configure(scenario, fake_slack)
+    fake_slack.fail("usergroups.users.list", error="missing_scope", times=1000)
+    async with running_bot(scenario, fake_slack, environ) as chat:
+        await scenario.produce("sla", 3)
+        status = await chat.driver.command("/queue", "status sla")
+        assert status.status == 200 and "checking permissions" in status.json["text"]
+        await chat.wait(lambda: bool(fake_slack.responses(status.response_url)))
+        told = fake_slack.responses(status.response_url)[0]["text"]
+        why = "roles could not be read from Slack (usergroups.users.list: missing_scope)"
+        assert why in told, told
+
+        await chat.driver.command("/queue", "pause sla")
+
+        def refused_in_the_modal() -> bool:
+            views = fake_slack.open_views(OPS)
+            return bool(views) and "missing_scope" in json.dumps(views[-1]["blocks"])
+
+        await chat.wait(refused_in_the_modal)
+        await chat.wait(lambda: sum(kind == "refused" for _, kind, _ in chat.audit()) == 2)
+        assert all("roles not readable" in outcome for _, _, outcome in chat.audit())
+        state = await scenario.json("queue", "status", "sla", "--env", "test")
+        assert state["queues"][0]["paused"] is False
+
+        fake_slack.recover()
+        again = await chat.driver.command("/queue", "status sla")
+        await chat.wait(lambda: bool(fake_slack.responses(again.response_url)))
+        answer = fake_slack.responses(again.response_url)[0]["text"]
+        assert "sla" in answer and " 3 " in answer, answer
+
+
+async def test_a_burst_on_a_cold_cache_reads_the_groups_once(
+    scenario: Scenario, fake_slack: FakeSlack
+):
+    environ = configure(scenario, fake_slack)
+    fake_slack.fail("usergroups.users.list", latency_s=1.0)  # the first call is slow
+    async with running_bot(scenario, fake_slack, environ) as chat:
+        await scenario.produce("sla", 2)
+        sent = await asyncio.gather(
+            *(chat.driver.command("/queue", "status sla") for _ in range(5))
+        )
+        for response in sent:
+            url = response.response_url
+            assert url is not None
+            await chat.wait(lambda url=url: bool(fake_slack.responses(url)))
+            assert " 2 " in fake_slack.responses(url)[0]["text"]
+        # One round for the two groups, shared by the start-up refresh and the five commands.
+        assert len(fake_slack.calls_to("usergroups.users.list")) == 2
+
+
 async def test_read_only_commands_answer_through_response_url(chat: Chat):
     await chat.scenario.produce("sla", 4)
     response = await chat.driver.command("/queue", "status sla")

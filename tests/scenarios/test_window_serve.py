@@ -130,7 +130,7 @@ async def test_window_from_slack_in_the_users_zone_with_permissions(
         refused = await chat.driver.command("/window", f"cancel {wid}", user=GUEST)
         await chat.wait(lambda: bool(fake_slack.responses(refused.response_url)))
         assert (
-            "missing permission `window in test`"
+            "needs the permission `window in test`"
             in fake_slack.responses(refused.response_url)[0]["text"]
         )
 
