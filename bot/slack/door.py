@@ -727,15 +727,19 @@ class SlackDoor:
         try:
             value = json.loads((body.get("actions") or [{}])[0].get("value", "{}"))
             env, worker = str(value["env"]), str(value["worker"])
-            parsed = parse("worker", shlex.join(["rollback", worker, "--env", env]))
-            self.rt.config.env(env)
+            words = ["rollback", worker, "--env", env]
+            if self.rt.config.env(env).protected:
+                # Undoing a failed deploy must not wait for a maintenance window; the modal
+                # says so, the approval policy still applies, and the audit keeps the flag.
+                words.append("--outside-window")
+            parsed = parse("worker", shlex.join(words))
         except (BotError, ValueError, KeyError, TypeError, AttributeError):
             self.spawn(
                 self.audit_refusal(origin, None, "rollback button", "unreadable value"),
                 what="audit",
             )
             return
-        shown = f"/worker rollback {worker} --env {env}"
+        shown = f"/worker {shlex.join(words)}"
         trigger_id = str(body.get("trigger_id", ""))
         self.spawn(
             self._prepare(parsed, env, origin, shown, trigger_id, self._respond_to(origin)),

@@ -628,6 +628,66 @@ async def test_rollback_in_a_protected_environment_needs_another_approver(
         assert history[0]["actor"] == LEAD
 
 
+async def _confirm_and_approve(chat: Chat, requester: str, approver: str, target: str) -> None:
+    """Type the target in the requester's open modal, submit, and approve as `approver`."""
+    view = await _plan_view(chat, requester)
+    before = len(_approval_requests(chat))
+    typed = {
+        blocks.CONFIRM_BLOCK: {blocks.CONFIRM_ACTION: {"type": "plain_text_input", "value": target}}
+    }
+    await chat.driver.view_submission(view, values=typed)
+    await chat.wait(lambda: len(_approval_requests(chat)) > before)
+    request = _approval_requests(chat)[-1]
+    await chat.driver.block_action(blocks.APPROVE_ACTION, user=approver, message_ts=request["ts"])
+
+
+def _approval_requests(chat: Chat) -> list[dict[str, Any]]:
+    return [m for m in chat.slack.messages(CHANNEL) if "Approval" in m.get("text", "")]
+
+
+async def test_after_a_failed_deploy_the_rollback_button_enters_the_approval_flow(
+    scenario: Scenario, fake_slack: FakeSlack
+):
+    from tests.scenarios.test_worker_cli import _fleet
+
+    async for fleet in _fleet(scenario, "releases"):
+        for ref in ("v1", "v2"):
+            done = await fleet.chatops(
+                "worker", "deploy", "notification", "--env", "test", "--ref", ref, "--yes"
+            )
+            assert done.code == 0, done.output
+        scenario.configure(protected=True)  # and no maintenance window is open
+        environ = configure(scenario, fake_slack)
+        async with running_bot(scenario, fake_slack, environ) as chat:
+            await chat.bot.door.refresh_groups()
+            await chat.driver.command(
+                "/worker", "deploy notification --ref bad --outside-window", user=LEAD
+            )
+            await _confirm_and_approve(chat, LEAD, LEAD2, "notification")
+            await chat.wait(lambda: chat.final("failed") is not None, timeout_s=90)
+            failed = chat.final("failed")
+            assert failed is not None and blocks.ROLLBACK_ACTION in json.dumps(failed["blocks"])
+            assert await fleet.running_release() == "v2"  # the failed deploy put it back
+
+            await chat.driver.block_action(
+                blocks.ROLLBACK_ACTION, user=LEAD, message_ts=failed["ts"]
+            )
+            view = await _plan_view(chat, LEAD)
+            plan = json.dumps(view["blocks"], ensure_ascii=False)
+            v1, v2 = fleet.commits["v1"][:12], fleet.commits["v2"][:12]
+            assert f"release {v2} → {v1}" in plan and "OUTSIDE any maintenance window" in plan
+            await _confirm_and_approve(chat, LEAD, LEAD2, "notification")
+            await chat.wait(lambda: chat.final() is not None, timeout_s=90)
+        assert await fleet.running_release() == "v1"
+        history = await scenario.json("ops", "history")
+        assert [(h["kind"], h["outcome"]) for h in history[:2]] == [
+            ("rollback", "succeeded"),
+            ("deploy", "failed"),
+        ]
+        shown = await scenario.json("ops", "show", history[0]["id"])
+        assert shown["command"].endswith("--outside-window"), shown["command"]
+
+
 async def test_where_the_bot_is_no_member_progress_comes_through_the_response_url(chat: Chat):
     await chat.bot.door.refresh_groups()
     response = await chat.driver.command("/queue", "pause sla")
