@@ -317,6 +317,8 @@ class Config(_Model):
     permissions: dict[str, dict[str, tuple[str, ...]]] = Field(default_factory=dict)
     # operation -> environment (or "*") -> approvals needed
     approvals: dict[str, dict[str, int]] = Field(default_factory=dict)
+    # how long an approval request waits for its approvals before it is cancelled
+    approval_expiry_min: int = Field(default=30, ge=1, le=7 * 24 * 60)
     incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
     windows: WindowsConfig = Field(default_factory=WindowsConfig)
 

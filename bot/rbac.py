@@ -98,10 +98,12 @@ class Rbac:
         return APPROVER_ROLE in roles
 
     def approvals_needed(self, operation: str, env: str) -> int:
-        """From `approvals` in configuration; unset, deploy and rollback in protected
-        environments need one (a second pair of eyes on what changes code in production)."""
-        by_env = self._config.approvals.get(operation)
-        if by_env is None:
-            protected = self._config.env(env).protected
-            return 1 if protected and operation in ("deploy", "rollback") else 0
-        return int(by_env.get(env, by_env.get("*", 0)))
+        """From `approvals` in configuration (by environment, or "*"); where it names neither,
+        deploy and rollback in protected environments need one (a second pair of eyes on what
+        changes code in production)."""
+        protected = self._config.env(env).protected
+        default = 1 if protected and operation in ("deploy", "rollback") else 0
+        # An environment the policy does not name keeps the default: approvals for staging
+        # alone must not lift production's.
+        by_env = self._config.approvals.get(operation, {})
+        return int(by_env.get(env, by_env.get("*", default)))

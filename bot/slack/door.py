@@ -53,8 +53,6 @@ _WINDOW_ACKS = {
 Ack = Callable[..., Awaitable[Any]]
 Respond = Callable[..., Awaitable[Any]]
 
-APPROVAL_TTL = timedelta(minutes=30)
-
 
 @dataclass(frozen=True)
 class Origin:
@@ -517,7 +515,11 @@ class SlackDoor:
             needed=needed,
             channel=origin.channel,
             now=now,
-            expires_at=window.ends_at if window else now + APPROVAL_TTL,
+            expires_at=(
+                window.ends_at
+                if window
+                else now + timedelta(minutes=self.rt.config.approval_expiry_min)
+            ),
             window_id=window.id if window else None,
         )
         await self.rt.store.audit(

@@ -560,6 +560,8 @@ class OffsetClock(SystemClock):
 
 async def test_an_unanswered_approval_expires(scenario: Scenario, fake_slack: FakeSlack):
     environ = configure(scenario, fake_slack)
+    scenario.extra_config["approval_expiry_min"] = 10
+    assert scenario.config_path.exists()  # written again, with the expiry
     clock = OffsetClock()
     async with running_bot(scenario, fake_slack, environ, clock=clock) as chat:
         await chat.bot.door.refresh_groups()
@@ -568,9 +570,12 @@ async def test_an_unanswered_approval_expires(scenario: Scenario, fake_slack: Fa
         await chat.wait(
             lambda: any("Approval" in m.get("text", "") for m in fake_slack.messages(CHANNEL))
         )
-        clock.offset = timedelta(minutes=31)
-        await chat.bot.door.expire_approvals()
         message = [m for m in fake_slack.messages(CHANNEL) if "Approval" in m.get("text", "")][-1]
+        clock.offset = timedelta(minutes=9)
+        await chat.bot.door.expire_approvals()
+        assert "expired" not in json.dumps(fake_slack.message(CHANNEL, message["ts"]))
+        clock.offset = timedelta(minutes=11)
+        await chat.bot.door.expire_approvals()
         await chat.wait(lambda: "expired" in json.dumps(fake_slack.message(CHANNEL, message["ts"])))
         assert any(kind == "expired" for _, kind, _ in chat.audit())
     assert await scenario.json("ops", "history") == []
