@@ -216,7 +216,11 @@ class SlackDoor:
         if (parsed.command, parsed.action) == ("ops", "cancel"):
             await ack(response_type="ephemeral", text=f"cancelling {parsed.target}…")
             self.spawn(
-                self._cancel(origin.user, parsed.target or "", {"channel": {"id": origin.channel}}),
+                self._cancel(
+                    origin.user,
+                    parsed.target or "",
+                    {"channel": {"id": origin.channel}, "response_url": origin.response_url},
+                ),
                 what="cancel",
                 within_s=REPLY_START_S,
             )
@@ -440,7 +444,13 @@ class SlackDoor:
     async def _tell(self, origin: Origin, text: str) -> None:
         key = f"note:{origin.user}:{self.rt.clock.now().timestamp()}"
         try:
-            await self.outbox.ephemeral(key, channel=origin.channel, user=origin.user, text=text)
+            await self.outbox.ephemeral(
+                key,
+                channel=origin.channel,
+                user=origin.user,
+                text=text,
+                fallback_url=origin.response_url,
+            )
         except StoreUnavailable:
             # The outbox lives in the store: say it straight away, once, or log it.
             try:
@@ -509,6 +519,8 @@ class SlackDoor:
                 "text": shown.split(" ", 1)[1] if " " in shown else "",
                 "plan": plan.describe(),
                 "channel_name": origin.channel_name,
+                # Where the bot is not in the channel, the operation's progress goes there.
+                "response_url": origin.response_url,
             },
             command=shown,
             requester=origin.user,
@@ -538,6 +550,7 @@ class SlackDoor:
             channel=origin.channel,
             text=f"{head}: {shown}",
             blocks=await self._approval_blocks(approval),
+            fallback_url=origin.response_url,
         )
         if window and approval.state == "approved":
             await self._start_if_window_open(approval)
@@ -574,7 +587,7 @@ class SlackDoor:
         try:
             await self._count_vote(user, approval_id, decision, body)
         except StoreUnavailable as exc:
-            origin = Origin(user, str(body.get("channel", {}).get("id", "")), "", None)
+            origin = self._click_origin(user, body)
             await self._store_down(origin, exc, "your answer was not counted; click again later")
 
     async def _count_vote(
@@ -584,7 +597,7 @@ class SlackDoor:
         approval = await self.rt.store.get_approval(approval_id)
         if approval is None:
             return
-        origin = Origin(user, channel or approval.channel, "", None)
+        origin = self._click_origin(user, body, channel=channel or approval.channel)
         if not self.rbac.is_approver(user):
             failed = None if self.groups_loaded() else await self.load_groups()
             if failed:
@@ -631,6 +644,7 @@ class SlackDoor:
             f"{approval.id}:request",
             text=f"Approval: {approval.state}",
             blocks=await self._approval_blocks(approval),
+            final=approval.state != "pending",
         )
         if approval.state != "approved":
             return
@@ -645,8 +659,12 @@ class SlackDoor:
     async def _execute_approved(self, approval: ApprovalRecord) -> None:
         request = approval.request
         parsed = parse(str(request["command"]), str(request["text"]))
+        response_url = request.get("response_url")
         origin = Origin(
-            approval.requester, approval.channel, str(request.get("channel_name", "")), None
+            approval.requester,
+            approval.channel,
+            str(request.get("channel_name", "")),
+            response_url if self._is_slack_url(response_url) else None,
         )
         try:
             plan = await service.plan_for(self.rt, _request(parsed, approval.env))
@@ -672,6 +690,7 @@ class SlackDoor:
                     f"{approval.id}:request",
                     text=f"Planned operation: {done.state}",
                     blocks=await self._approval_blocks(done),
+                    final=True,
                 )
 
     async def expire_approvals(self) -> None:
@@ -680,6 +699,7 @@ class SlackDoor:
                 f"{approval.id}:request",
                 text="Approval expired",
                 blocks=await self._approval_blocks(approval),
+                final=True,
             )
             await self.rt.store.audit(
                 actor="chatops",
@@ -701,7 +721,7 @@ class SlackDoor:
         self.spawn(self._cancel(user, op_id, body), what="cancel", within_s=REPLY_START_S)
 
     async def _cancel(self, user: str, op_id: str, body: dict[str, Any]) -> None:
-        origin = Origin(user, str(body.get("channel", {}).get("id", "")), "", None)
+        origin = self._click_origin(user, body)
         try:
             await self._cancel_operation(origin, op_id)
         except StoreUnavailable as exc:
@@ -725,7 +745,7 @@ class SlackDoor:
     async def rollback_button(self, ack: Ack, body: dict[str, Any]) -> None:
         await ack()
         user = str(body.get("user", {}).get("id", ""))
-        origin = Origin(user, str(body.get("channel", {}).get("id", "")), "", None)
+        origin = self._click_origin(user, body)
         try:
             value = json.loads((body.get("actions") or [{}])[0].get("value", "{}"))
             env, worker = str(value["env"]), str(value["worker"])
@@ -747,6 +767,17 @@ class SlackDoor:
             self._prepare(parsed, env, origin, shown, trigger_id, self._respond_to(origin)),
             what="rollback",
             within_s=MODAL_START_S,
+        )
+
+    def _click_origin(self, user: str, body: dict[str, Any], *, channel: str = "") -> Origin:
+        """Who clicked, where; answers go to the click's own response_url where the bot is not
+        in the channel."""
+        url = body.get("response_url")
+        return Origin(
+            user,
+            channel or str(body.get("channel", {}).get("id", "")),
+            "",
+            url if self._is_slack_url(url) else None,
         )
 
     def _webhook(self, url: str) -> Respond:

@@ -124,11 +124,18 @@ class Outbox:
             scope=self.scope,
         )
 
-    async def ephemeral(self, key: str, *, channel: str, user: str, text: str) -> None:
+    async def ephemeral(
+        self, key: str, *, channel: str, user: str, text: str, fallback_url: str | None = None
+    ) -> None:
+        """A message only `user` sees; where the bot is not in the channel (a DM, a private
+        channel), `fallback_url` (the response_url of what the user did) carries it instead."""
+        args: dict[str, Any] = {"channel": channel, "user": user, "text": text}
+        if fallback_url:
+            args["fallback_url"] = fallback_url
         await self._enqueue(
             message_key=key,
             method=EPHEMERAL,
-            args={"channel": channel, "user": user, "text": text},
+            args=args,
             now=self._clock.now(),
             scope=self.scope,
         )
@@ -229,6 +236,8 @@ class OutboxSender:
                 await self._post(entry, args)
             elif entry.method == RESPONSE_URL:
                 await self._respond(entry, args)
+            elif entry.method == EPHEMERAL:
+                await self._ephemeral(entry, args)
             else:
                 response = await self._client.api_call(entry.method, json=args)
                 await self._store.slack_sent(
@@ -411,6 +420,23 @@ class OutboxSender:
         else:
             self._last_update[entry.message_key] = self._clock.monotonic()
         await self._store.slack_sent(entry.id, result={"ts": message.ts}, now=self._clock.now())
+
+    async def _ephemeral(self, entry: Any, args: dict[str, Any]) -> None:
+        fallback_url = args.pop("fallback_url", None)
+        try:
+            response = await self._client.api_call(EPHEMERAL, json=args)
+        except SlackApiError as exc:
+            if fallback_url and exc.response.get("error") in _NOT_A_MEMBER:
+                payload = {"response_type": "ephemeral", "replace_original": False}
+                ok = await self._post_url(entry, fallback_url, {**payload, "text": args["text"]})
+                await self._store.slack_sent(
+                    entry.id, result={"via": "response_url", "ok": ok}, now=self._clock.now()
+                )
+                return
+            raise
+        await self._store.slack_sent(
+            entry.id, result={"ok": response.get("ok")}, now=self._clock.now()
+        )
 
     async def _respond(self, entry: Any, args: dict[str, Any]) -> None:
         ok = await self._post_url(entry, args["url"], args["payload"])

@@ -711,6 +711,50 @@ async def test_where_the_bot_is_no_member_progress_comes_through_the_response_ur
     assert not [c for c in chat.slack.calls_to("chat.postMessage") if c.ok]
 
 
+async def test_in_a_dm_without_the_bot_approvals_refusals_and_progress_use_response_urls(
+    chat: Chat,
+):
+    """A DM the bot is not in: Slack refuses its posts there (channel_not_found), so the
+    approval request, a refusal of a click and the operation's progress come through the
+    response_urls of the command and of the clicks."""
+    dm = "D_LEAD"
+    chat.slack.add_channel(dm, name="directmessage", is_member=False, is_im=True, is_private=True)
+    await chat.bot.door.refresh_groups()
+    await chat.scenario.produce("sla", 2)
+    await chat.scenario.chatops("queue", "pause", "sla", "--env", "test", "--yes")
+    command = await chat.driver.command("/queue", "resume sla --env test", user=LEAD, channel=dm)
+    assert command.response_url is not None
+    await chat.driver.view_submission(await _plan_view(chat, LEAD))
+
+    def requests() -> list[dict[str, Any]]:
+        return [m for m in chat.slack.messages(dm) if "Approval" in m.get("text", "")]
+
+    await chat.wait(lambda: bool(requests()))
+    request = requests()[-1]
+    own = await chat.driver.block_action(
+        blocks.APPROVE_ACTION, user=LEAD, channel=dm, message_ts=request["ts"]
+    )
+    assert own.response_url is not None
+    await chat.wait(lambda: bool(chat.slack.responses(own.response_url)))
+    assert "own request" in chat.slack.responses(own.response_url)[0]["text"]
+
+    await chat.driver.block_action(
+        blocks.APPROVE_ACTION, user=LEAD2, channel=dm, message_ts=request["ts"]
+    )
+
+    def resumed() -> bool:
+        posts = chat.slack.responses(command.response_url)
+        return any("succeeded" in json.dumps(p) for p in posts)
+
+    await chat.wait(resumed)
+    status = await chat.scenario.json("queue", "status", "sla", "--env", "test")
+    assert status["queues"][0]["paused"] is False
+    assert len(chat.slack.responses(command.response_url)) <= 5  # the URL's uses
+    refused = [c for c in chat.slack.calls if c.args.get("channel") == dm and not c.ok]
+    assert {c.error for c in refused} == {"channel_not_found"}
+    assert not [c for c in chat.slack.calls if c.args.get("channel") == dm and c.ok]
+
+
 async def test_progress_gets_through_a_run_of_429s_once_and_in_order(chat: Chat):
     await chat.bot.door.refresh_groups()
     await chat.scenario.produce("sla", 60, "--data", json.dumps({"ms": 20}))

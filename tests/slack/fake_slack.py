@@ -28,7 +28,10 @@ Simplified (so nobody relies on it):
 
 * One workspace, one bot token, no Enterprise Grid, no user tokens, no OAuth.
 * Channels are not checked unless ``strict_channels=True`` (then they must be in
-  ``slack.channels``); the bot may post anywhere, ``not_in_channel`` never happens.
+  ``slack.channels``); the bot may post anywhere except in a known channel added with
+  ``is_member=False``: there posts, ephemerals and history answer ``not_in_channel`` (public)
+  or ``channel_not_found`` (``is_private`` or ``is_im``), as for a bot without
+  ``chat:write.public``.
 * ``chat.update`` keeps blocks/attachments the call does not send and replaces those it does;
   ``text`` over 40,000 characters is truncated by ``chat.postMessage`` (warning
   ``message_truncated``) and refused by ``chat.update`` (``msg_too_long``).
@@ -714,6 +717,12 @@ class FakeSlack:
     def _check_channel(self, method: str, channel: str) -> None:
         if self.strict_channels and channel not in self.channels:
             raise SlackError("channel_not_found", violation=f"{method}: unknown channel {channel}")
+        info = self.channels.get(channel)
+        if info is not None and not info.get("is_member", True):
+            # Without chat:write.public a bot cannot post where it is not a member; a private
+            # channel or a DM it is not in does not exist for it. Slack's answers, not misuse.
+            private = info.get("is_private") or info.get("is_im")
+            raise SlackError("channel_not_found" if private else "not_in_channel")
 
     def _message_or_fail(self, method: str, channel: str, ts: str) -> dict[str, Any]:
         message = self._store.get(channel, ts)

@@ -144,6 +144,21 @@ async def test_ephemeral_and_directory_methods(
     assert fake_slack.violations == []  # GET methods sent as GET with query args are fine
 
 
+async def test_where_the_bot_is_no_member_slack_refuses_its_posts(
+    fake_slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    fake_slack.add_channel("C2", name="elsewhere", is_member=False)
+    fake_slack.add_channel("D1", name="directmessage", is_member=False, is_im=True)
+    for channel, error in (("C2", "not_in_channel"), ("D1", "channel_not_found")):
+        with pytest.raises(SlackApiError) as post:
+            await client.chat_postMessage(channel=channel, text="hello")
+        assert post.value.response["error"] == error
+        with pytest.raises(SlackApiError) as ephemeral:
+            await client.chat_postEphemeral(channel=channel, user="U1", text="only you")
+        assert ephemeral.value.response["error"] == error
+    assert fake_slack.messages("C2") == [] and fake_slack.violations == []
+
+
 # -- Web API: validation ---------------------------------------------------------------------------
 
 
