@@ -146,10 +146,12 @@ class Outbox:
 
 
 class UpdateBudget:
-    """A token bucket shared by every message this process updates."""
+    """A token bucket shared by every message this process updates. Across replicas the sender
+    also counts the updates every replica sent in the last minute (`OutboxSender._update`)."""
 
     def __init__(self, clock: Clock, *, per_minute: float = 40.0) -> None:
         self._clock = clock
+        self.per_minute = per_minute
         self._rate = per_minute / 60.0
         self._capacity = max(1.0, per_minute / 4)
         self._tokens = self._capacity
@@ -410,6 +412,13 @@ class OutboxSender:
         since = self._clock.monotonic() - self._last_update.get(entry.message_key, -1e9)
         if since < delay_s:
             raise _Later(delay_s - since, "throttled")
+        # chat.update is tier 3 for the whole workspace: every replica's updates count.
+        minute_ago = self._clock.now() - timedelta(seconds=60)
+        sent = await self._store.slack_calls_since(
+            method=UPDATE, since=minute_ago, scope=self.scope
+        )
+        if sent >= self._budget.per_minute:
+            raise _Later(60.0 / self._budget.per_minute, "update budget (all replicas)")
         wait = self._budget.take()
         if wait:
             raise _Later(wait, "update budget")

@@ -548,6 +548,21 @@ class SlackStore:
             )
         return count == 1
 
+    async def slack_calls_since(
+        self, *, method: str, since: datetime, scope: str = SLACK_SCOPE
+    ) -> int:
+        """How many `method` entries of `scope` were settled since `since`, by every sender:
+        what a budget shared by the bot's replicas counts against."""
+        async with self._transaction() as session:
+            count: int | None = await session.scalar(
+                select(func.count(SlackOutbox.id)).where(
+                    SlackOutbox.sent_at >= since,
+                    SlackOutbox.method == method,
+                    SlackOutbox.scope == scope,
+                )
+            )
+        return int(count or 0)
+
     async def next_slack_due(self, *, scope: str = SLACK_SCOPE) -> datetime | None:
         """When the earliest unsent entry of `scope` may next be claimed (its `not_before`, or
         the end of its lease); None when nothing is pending. What an idle sender sleeps until."""

@@ -12,7 +12,7 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.clock import SystemClock
-from bot.slack.outbox import Outbox, OutboxSender
+from bot.slack.outbox import Outbox, OutboxSender, UpdateBudget
 from bot.store import Store
 from tests.slack.fake_slack import FakeSlack
 
@@ -148,3 +148,42 @@ async def test_an_uncertain_post_is_looked_for_even_when_the_channel_pace_holds_
     assert [m["text"] for m in fake_slack.messages("C1")] == ["the reminder", "something else"]
     await first.aclose()
     await second.aclose()
+
+
+async def test_replicas_share_one_update_budget(
+    store: Store, second_store: Store, fake_slack: FakeSlack
+):
+    """chat.update is tier 3 for the whole workspace. Three replicas (on two connections to
+    the store), each with a token bucket of its own that would let one update go now, and a
+    budget of two a minute: two go out, the third waits for the minute to move on."""
+    fake_slack.add_channel("C1", name="ops", members=["UBOT"])
+    clock = SystemClock()
+    client = AsyncWebClient(token=fake_slack.bot_token, base_url=fake_slack.api_url)
+    outbox = Outbox(store, clock)
+    senders = [
+        OutboxSender(
+            store=replica_store,
+            client=client,
+            clock=clock,
+            claimer=f"replica-{i}",
+            budget=UpdateBudget(clock, per_minute=2),
+        )
+        for i, replica_store in enumerate((store, second_store, store))
+    ]
+    keys = ("a", "b", "c")
+    for key in keys:
+        await outbox.post(key, channel="C1", text=f"{key} posted", blocks=[])
+    async with asyncio.timeout(20):  # the channel's pace: about one post a second
+        while len(fake_slack.calls_to("chat.postMessage")) < len(keys):
+            await senders[0].run_once()
+            await asyncio.sleep(0.2)
+    for key in keys:
+        await outbox.update(key, text=f"{key} updated", blocks=[])
+    for sender in senders:  # one entry each, as three replicas would claim them
+        assert await sender.run_once(limit=1) == 1
+    updated = sorted(call.args["text"] for call in fake_slack.calls_to("chat.update"))
+    assert len(updated) == 2, updated
+    (owed,) = await store.pending_slack(limit=10)
+    assert owed.method == "chat.update" and owed.last_error == "update budget (all replicas)"
+    for sender in senders:
+        await sender.aclose()
