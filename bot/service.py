@@ -582,12 +582,5 @@ async def release_lock(rt: Runtime, key: str, *, reason: str, actor: Actor) -> L
     return info
 
 
-def job_ids(values: Sequence[str]) -> tuple[str, ...]:
-    bad = [v for v in values if not v or len(v) > 128 or any(c.isspace() for c in v)]
-    if bad:
-        raise BadInput(f"not a job id: {', '.join(map(repr, bad))}")
-    return tuple(values)
-
-
 def as_json_counts(state: QueueState) -> dict[str, Any]:
     return {"name": state.name, "paused": state.paused, "counts": state.counts.as_dict()}

@@ -42,6 +42,7 @@ from bot.windows.messages import span
 from bot.windows.schedule import cancel_window, reschedule_window, schedule_window, upcoming
 from bot.windows.scheduler import run_due
 from commands.console import ConsoleProgress
+from commands.grammar import LIMIT, LINES, TIMEOUT_S, check_job_ids
 
 T = TypeVar("T")
 
@@ -275,7 +276,12 @@ def queue_drain(
     env: Env,
     timeout_s: Annotated[
         float | None,
-        typer.Option("--timeout-s", help="Give up after this long (default from config, 300)."),
+        typer.Option(
+            "--timeout-s",
+            min=TIMEOUT_S[0],
+            max=TIMEOUT_S[1],
+            help="Give up after this long (default from config, 300).",
+        ),
     ] = None,
     yes: Yes = False,
     reason: Reason = None,
@@ -303,7 +309,7 @@ def queue_resume(queue: str, env: Env, yes: Yes = False, reason: Reason = None) 
 def queue_failed(
     queue: str,
     env: Env,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 20,
+    limit: Annotated[int, typer.Option("--limit", min=LIMIT[0], max=LIMIT[1])] = 20,
     as_json: Json = False,
 ) -> None:
     """Failed jobs of QUEUE, newest first, with the first line of their error."""
@@ -353,7 +359,7 @@ def queue_retry(
 def queue_delayed(
     queue: str,
     env: Env,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=LIMIT[0], max=LIMIT[1])] = 50,
     as_json: Json = False,
 ) -> None:
     """Delayed jobs of QUEUE with their due times; job schedulers (repeatable jobs) apart."""
@@ -402,7 +408,7 @@ def _ids_or_flag(ids: list[str] | None, flag: bool, name: str) -> tuple[str, ...
     if bool(ids) == flag:
         _fail(f"give job ids or {name}, not both and not neither", 2)
     try:
-        return service.job_ids(ids or [])
+        return check_job_ids(ids or [])
     except BotError as exc:
         _fail(str(exc), exc.exit_code)
 
@@ -458,7 +464,9 @@ def worker_status(worker: str, env: Env, as_json: Json = False) -> None:
 
 @worker_app.command("logs")
 def worker_logs(
-    worker: str, env: Env, lines: Annotated[int, typer.Option("--lines", min=1, max=5000)] = 50
+    worker: str,
+    env: Env,
+    lines: Annotated[int, typer.Option("--lines", min=LINES[0], max=LINES[1])] = 50,
 ) -> None:
     """The last lines of the worker's output, secrets redacted."""
 
@@ -660,7 +668,7 @@ def worker_mark_good(worker: str, ref: str, env: Env) -> None:
 
 @ops_app.command("history")
 def ops_history(
-    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 20,
+    limit: Annotated[int, typer.Option("--limit", min=LIMIT[0], max=LIMIT[1])] = 20,
     env: Annotated[str | None, typer.Option("--env", "-e")] = None,
     as_json: Json = False,
 ) -> None:
@@ -708,7 +716,7 @@ def ops_history(
 
 @ops_app.command("incidents")
 def ops_incidents(
-    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 20,
+    limit: Annotated[int, typer.Option("--limit", min=LIMIT[0], max=LIMIT[1])] = 20,
     env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
     as_json: Json = False,
 ) -> None:

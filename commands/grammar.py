@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.errors import BadInput
@@ -25,6 +26,10 @@ _WINDOW_ID = re.compile(r"w-[0-9a-f]{6}")
 # Printable ASCII without quotes or backslashes: text that shlex would split at spaces alone.
 _PLAIN = re.compile(r"[ !#-&(-\[\]-~]*")
 _WHEN_DAYS = ("today", "tomorrow")
+# The bounds of the number flags, here and in the CLI's options (commands/cli.py).
+TIMEOUT_S = (1.0, 24 * 3600.0)
+LIMIT = (1, 1000)
+LINES = (1, 5000)
 
 
 @dataclass(frozen=True)
@@ -221,9 +226,7 @@ def parse(command: str, text: str) -> Parsed:
         raise BadInput(
             f"/{command} {action.name} takes one {action.target}; unexpected: {unexpected}"
         )
-    for job_id in job_ids:
-        if not _JOB_ID.fullmatch(job_id):
-            raise BadInput(f"not a job id: {_shown(job_id)}")
+    check_job_ids(job_ids)
     all_jobs = bool(flags & {"--all", "--overdue"})
     if action.name in ("retry", "promote") and bool(job_ids) == all_jobs:
         flag = "--all" if action.name == "retry" else "--overdue"
@@ -246,10 +249,10 @@ def parse(command: str, text: str) -> Parsed:
         target=target,
         job_ids=job_ids,
         all_jobs=all_jobs,
-        timeout_s=_number(values, "--timeout-s", 1, 24 * 3600),
+        timeout_s=_number(values, "--timeout-s", *TIMEOUT_S),
         ref=ref,
-        limit=_whole(values, "--limit", 1, 1000),
-        lines=_whole(values, "--lines", 1, 5000),
+        limit=_whole(values, "--limit", *LIMIT),
+        lines=_whole(values, "--lines", *LINES),
         skip_env_check="--skip-env-check" in flags,
         outside_window="--outside-window" in flags,
         in_window=in_window,
@@ -289,6 +292,15 @@ def _split(words: list[str], action: Action) -> tuple[dict[str, str], set[str], 
             positional.append(word)
         i += 1
     return values, flags, positional
+
+
+def check_job_ids(job_ids: Sequence[str]) -> tuple[str, ...]:
+    """Job ids as BullMQ makes them (numbers, `repeat:...`) or as producers name them; the CLI
+    takes the same."""
+    for job_id in job_ids:
+        if not _JOB_ID.fullmatch(job_id):
+            raise BadInput(f"not a job id: {_shown(job_id)}")
+    return tuple(job_ids)
 
 
 def _target(command: str, action: Action, positional: list[str]) -> tuple[str | None, list[str]]:
