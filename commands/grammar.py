@@ -343,15 +343,16 @@ _CLI_NAMES = {("queue", "redis-check"): "redis_check"}  # `chatops redis check`
 
 
 def action_help(command: str, action: str) -> str:
-    """The first line of the docstring of the CLI command that does the same: one help text."""
+    """The first paragraph of the docstring of the CLI command that does the same (one help
+    text for both), on one line."""
     if (command, action) == ("ops", "help"):
         return "what you may run here"
     from commands import cli  # the CLI imports this module
 
     name = _CLI_NAMES.get((command, action), f"{command}_{action}".replace("-", "_"))
     handler = getattr(cli, name, None)
-    doc = (handler.__doc__ or "").strip().splitlines() if handler else []
-    return doc[0] if doc else ""
+    doc = (handler.__doc__ or "").strip() if handler else ""
+    return " ".join(doc.split("\n\n", 1)[0].split())
 
 
 def help_lines(command: str | None, allowed: set[str] | None) -> list[str]:

@@ -247,6 +247,28 @@ async def test_help_lists_only_what_the_caller_may_run(chat: Chat):
     await chat.wait(lambda: bool(chat.slack.responses(response.response_url)))
     text = chat.slack.responses(response.response_url)[0]["text"]
     assert "/queue drain" in text and "/worker deploy" not in text and "/queue retry" not in text
+    # Each line is the whole first paragraph of the CLI command's docstring.
+    assert "every queue of ENV, as one operation), producers back on. Deletes no job." in text
+    # A bare command is its help, for that command alone.
+    bare = await chat.driver.command("/queue", "")
+    await chat.wait(lambda: bool(chat.slack.responses(bare.response_url)))
+    lines = chat.slack.responses(bare.response_url)[0]["text"].splitlines()
+    assert lines[0] == "What you may run:", lines
+    assert lines[1:] and all(line.startswith("/queue ") for line in lines[1:]), lines
+
+
+async def test_a_channel_no_environment_is_mapped_to_asks_which(chat: Chat):
+    await chat.bot.door.refresh_groups()
+    chat.slack.add_channel("C_ELSEWHERE", name="random")
+    response = await chat.driver.command("/queue", "pause sla", channel="C_ELSEWHERE")
+    assert response.json["response_type"] == "ephemeral"
+    said = response.json["text"]
+    assert "which environment? add --env ENV (known: test)" in said, said
+    assert "map this channel to one with `channel:`" in said, said
+    assert chat.slack.calls_to("views.open") == []
+    with_env = await chat.driver.command("/queue", "status sla --env test", channel="C_ELSEWHERE")
+    await chat.wait(lambda: bool(chat.slack.responses(with_env.response_url)))
+    assert "sla" in chat.slack.responses(with_env.response_url)[0]["text"]
 
 
 async def test_bolt_reads_no_slack_variable_of_its_own(
