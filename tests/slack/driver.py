@@ -33,7 +33,7 @@ import json
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
 
@@ -86,7 +86,11 @@ class SlackDriver:
         channel: str = "C1",
         verification_token: str = "fake-verification-token",
         http_timeout_s: float = 10.0,
+        socket_mode: bool = False,
     ) -> None:
+        """With ``socket_mode``, requests go as Socket Mode envelopes over the fake's WebSocket
+        (``url`` and the signing are unused; the connection is what Slack trusts)."""
+        self.socket_mode = socket_mode
         self.url = url
         self.signing_secret = signing_secret
         self.slack = slack
@@ -447,6 +451,8 @@ class SlackDriver:
     async def _send(
         self, request: SignedRequest, *, trigger_id: str | None, response_url: str | None
     ) -> DriverResponse:
+        if self.socket_mode:
+            return await self._send_envelope(request, trigger_id, response_url)
         timeout = aiohttp.ClientTimeout(total=self.http_timeout_s)
         started = time.perf_counter()
         async with (
@@ -463,6 +469,18 @@ class SlackDriver:
             except json.JSONDecodeError:
                 body = text
         return DriverResponse(status, body, elapsed, trigger_id, response_url, request)
+
+    async def _send_envelope(
+        self, request: SignedRequest, trigger_id: str | None, response_url: str | None
+    ) -> DriverResponse:
+        fields = dict(parse_qsl(request.body.decode()))
+        if "payload" in fields:  # an interaction
+            kind, payload = "interactive", json.loads(fields["payload"])
+        else:
+            kind, payload = "slash_commands", fields
+        ack, elapsed = await self.slack.socket_mode.send(kind, payload)
+        body: Any = ack.get("payload") or ""
+        return DriverResponse(200, body, elapsed, trigger_id, response_url, request)
 
     def _checked(self, response: DriverResponse, signature: Signature, stale: bool) -> bool:
         """For a genuine request, a non-200 or late ack is a violation. True if acked in time."""

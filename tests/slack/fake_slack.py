@@ -70,6 +70,7 @@ from tests.slack.limits import RateLimiter
 from tests.slack.messages import MessageStore
 from tests.slack.methods import MethodSpec, load_methods, methods_dir
 from tests.slack.responses import ResponseUrls, show_response, truthy
+from tests.slack.socket_mode import SocketModeServer
 from tests.slack.views import MAX_STACK, ViewStore
 
 logger = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ class FakeSlack:
         self,
         *,
         bot_token: str = "xoxb-test",
+        app_token: str = "xapp-test",
         team_id: str = "T1",
         bot_user_id: str = "UBOT",
         bot_id: str = "BBOT",
@@ -139,6 +141,8 @@ class FakeSlack:
         response_url_ttl_s: float = 30 * 60.0,
     ) -> None:
         self.bot_token = bot_token
+        self.app_token = app_token
+        """The app-level token: only Socket Mode's ``apps.connections.open`` takes it."""
         self.team_id = team_id
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
@@ -192,12 +196,15 @@ class FakeSlack:
             "conversations.list": self._conversations_list,
             "conversations.history": self._conversations_history,
             "conversations.replies": self._conversations_replies,
+            "apps.connections.open": self._apps_connections_open,
         }
+        self.socket_mode = SocketModeServer(self.violate, lambda: self.url, app_id)
         self._app = web.Application()
         self._app.add_routes(
             [
                 web.route("*", "/api/{method}", self._handle_api),
                 web.route("*", "/response/{id}", self._handle_response_url),
+                *self.socket_mode.routes(),
             ]
         )
         self._runner: web.AppRunner | None = None
@@ -215,6 +222,7 @@ class FakeSlack:
         return self
 
     async def stop(self) -> None:
+        await self.socket_mode.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -610,8 +618,16 @@ class FakeSlack:
         method = spec.name
         if not token:
             raise SlackError("not_authed", violation=f"{method}: no token")
-        if token != self.bot_token:
+        app_level = method == "apps.connections.open"
+        if token == (self.bot_token if app_level else self.app_token):
+            raise SlackError(
+                "not_allowed_token_type",
+                violation=f"{method}: takes {'an app-level' if app_level else 'a bot'} token",
+            )
+        if token != (self.app_token if app_level else self.bot_token):
             raise SlackError("invalid_auth", violation=f"{method}: wrong token")
+        if app_level:
+            return
         if spec.user_scope_only:
             raise SlackError(
                 "not_allowed_token_type", violation=f"{method}: needs a user token, not a bot's"
@@ -944,6 +960,11 @@ class FakeSlack:
             **configured,
         }
         return {"ok": True, "user": user}
+
+    async def _apps_connections_open(
+        self, spec: MethodSpec, args: dict[str, Any], ctx: _Context
+    ) -> dict[str, Any]:
+        return self.socket_mode.open_connection()
 
     def _channel_or_fail(self, channel: str) -> dict[str, Any]:
         if channel not in self.channels:
