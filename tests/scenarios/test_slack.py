@@ -344,6 +344,30 @@ async def test_approval_flow_own_click_refused_then_another_approver_runs_it(cha
     assert [h["kind"] for h in history] == ["resume"]
 
 
+async def test_two_approvers_clicking_at_once_run_it_once(chat: Chat):
+    await chat.bot.door.refresh_groups()
+    await chat.scenario.redis.hset(f"{chat.scenario.prefix}:sla:meta", "paused", "1")
+    await chat.driver.command("/queue", "resume sla", user=OPS)
+    await chat.driver.view_submission(await _plan_view(chat, OPS))
+    await chat.wait(lambda: bool(_approval_requests(chat)))
+    message = _approval_requests(chat)[-1]
+    await asyncio.gather(
+        chat.driver.block_action(blocks.APPROVE_ACTION, user=LEAD, message_ts=message["ts"]),
+        chat.driver.block_action(blocks.APPROVE_ACTION, user=LEAD2, message_ts=message["ts"]),
+    )
+    await chat.wait(lambda: chat.final() is not None)
+    history = await chat.scenario.json("ops", "history")
+    assert [h["kind"] for h in history] == ["resume"]
+    votes = [(actor, outcome) for actor, kind, outcome in chat.audit() if kind == "approve"]
+    assert sorted(actor for actor, _ in votes) == [LEAD, LEAD2]
+    assert sum(outcome == "counted" for _, outcome in votes) == 1, votes
+    late = next(actor for actor, outcome in votes if outcome != "counted")
+    # The later click is told the request is already answered (approved, or done by now).
+    await chat.wait(
+        lambda: any("this request is" in e["text"] for e in chat.slack.ephemerals(user=late))
+    )
+
+
 async def test_reject_cancels_the_request(chat: Chat):
     await chat.bot.door.refresh_groups()
     await chat.scenario.redis.hset(f"{chat.scenario.prefix}:sla:meta", "paused", "1")
