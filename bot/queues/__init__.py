@@ -60,9 +60,9 @@ __all__ = [
     "promote_jobs",
     "read_state",
     "read_states",
-    "states_now",
     "resume_queue",
     "retry_failed",
     "run_canary",
     "scheduler_count",
+    "states_now",
 ]

@@ -418,12 +418,7 @@ class SlackDoor:
             return
         decision = await self.decide(origin.user, env, parsed.permission)
         if not decision.allowed:
-            await self.outbox.ephemeral(
-                f"refused:{origin.user}:{self.rt.clock.now().timestamp()}",
-                channel=origin.channel,
-                user=origin.user,
-                text=decision.refusal(shown),
-            )
+            await self._tell(origin, decision.refusal(shown))
             await self.audit_refusal(origin, env, shown, decision.why)
             return
         request = _request(parsed, env)
@@ -606,9 +601,8 @@ class SlackDoor:
                     f"❌ your answer was not counted: your roles could not be read from Slack "
                     f"({failed}); click again in a minute",
                 )
-                await self.audit_refusal(
-                    origin, approval.env, approval.command, f"roles not readable: {failed}"
-                )
+                unread = Decision(False, unchecked=failed)
+                await self.audit_refusal(origin, approval.env, approval.command, unread.why)
                 return
             if not self.rbac.is_approver(user):
                 await self._tell(
