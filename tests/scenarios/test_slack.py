@@ -627,9 +627,12 @@ async def test_an_unanswered_approval_expires(scenario: Scenario, fake_slack: Fa
     assert await scenario.json("ops", "history") == []
 
 
-async def test_rollback_in_a_protected_environment_needs_another_approver(
+@contextlib.asynccontextmanager
+async def _bot_over_two_releases(
     scenario: Scenario, fake_slack: FakeSlack
-):
+) -> AsyncIterator[tuple[Any, Chat]]:
+    """v1 then v2 deployed from the CLI (both known-good), then the bot in a protected
+    environment with no maintenance window open."""
     from tests.scenarios.test_worker_cli import _fleet
 
     async for fleet in _fleet(scenario, "releases"):
@@ -642,45 +645,11 @@ async def test_rollback_in_a_protected_environment_needs_another_approver(
         environ = configure(scenario, fake_slack)  # writes the configuration file
         async with running_bot(scenario, fake_slack, environ) as chat:
             await chat.bot.door.refresh_groups()
-            await chat.driver.command(
-                "/worker", "rollback notification --outside-window", user=LEAD
-            )
-            view = await _plan_view(chat, LEAD)
-            v1, v2 = fleet.commits["v1"][:12], fleet.commits["v2"][:12]
-            assert f"release {v2} → {v1}" in json.dumps(view["blocks"], ensure_ascii=False)
-            typed = {
-                blocks.CONFIRM_BLOCK: {
-                    blocks.CONFIRM_ACTION: {"type": "plain_text_input", "value": "notification"}
-                }
-            }
-            await chat.driver.view_submission(view, values=typed)
-
-            def request() -> dict[str, Any] | None:
-                found = [m for m in fake_slack.messages(CHANNEL) if "Approval" in m.get("text", "")]
-                return found[-1] if found else None
-
-            await chat.wait(lambda: request() is not None)
-            message = request()
-            assert message is not None
-            await chat.driver.block_action(
-                blocks.APPROVE_ACTION, user=LEAD, message_ts=message["ts"]
-            )
-            await chat.wait(
-                lambda: any("own request" in e["text"] for e in fake_slack.ephemerals(user=LEAD))
-            )
-            assert await fleet.running_release() == "v2"
-            await chat.driver.block_action(
-                blocks.APPROVE_ACTION, user=LEAD2, message_ts=message["ts"]
-            )
-            await chat.wait(lambda: chat.final() is not None, timeout_s=90)
-        assert await fleet.running_release() == "v1"
-        history = await scenario.json("ops", "history")
-        assert history[0]["kind"] == "rollback" and history[0]["outcome"] == "succeeded"
-        assert history[0]["actor"] == LEAD
+            yield fleet, chat
 
 
-async def _confirm_and_approve(chat: Chat, requester: str, approver: str, target: str) -> None:
-    """Type the target in the requester's open modal, submit, and approve as `approver`."""
+async def _confirm(chat: Chat, requester: str, target: str) -> dict[str, Any]:
+    """Type the target in the requester's open modal and submit; the approval request."""
     view = await _plan_view(chat, requester)
     before = len(_approval_requests(chat))
     typed = {
@@ -688,47 +657,57 @@ async def _confirm_and_approve(chat: Chat, requester: str, approver: str, target
     }
     await chat.driver.view_submission(view, values=typed)
     await chat.wait(lambda: len(_approval_requests(chat)) > before)
-    request = _approval_requests(chat)[-1]
-    await chat.driver.block_action(blocks.APPROVE_ACTION, user=approver, message_ts=request["ts"])
+    return _approval_requests(chat)[-1]
 
 
 def _approval_requests(chat: Chat) -> list[dict[str, Any]]:
     return [m for m in chat.slack.messages(CHANNEL) if "Approval" in m.get("text", "")]
 
 
+async def test_rollback_in_a_protected_environment_needs_another_approver(
+    scenario: Scenario, fake_slack: FakeSlack
+):
+    async with _bot_over_two_releases(scenario, fake_slack) as (fleet, chat):
+        await chat.driver.command("/worker", "rollback notification --outside-window", user=LEAD)
+        view = await _plan_view(chat, LEAD)
+        v1, v2 = fleet.commits["v1"][:12], fleet.commits["v2"][:12]
+        assert f"release {v2} → {v1}" in json.dumps(view["blocks"], ensure_ascii=False)
+        request = await _confirm(chat, LEAD, "notification")
+        await chat.driver.block_action(blocks.APPROVE_ACTION, user=LEAD, message_ts=request["ts"])
+        await chat.wait(
+            lambda: any("own request" in e["text"] for e in fake_slack.ephemerals(user=LEAD))
+        )
+        assert await fleet.running_release() == "v2"
+        await chat.driver.block_action(blocks.APPROVE_ACTION, user=LEAD2, message_ts=request["ts"])
+        await chat.wait(lambda: chat.final() is not None, timeout_s=90)
+        assert await fleet.running_release() == "v1"
+        history = await scenario.json("ops", "history")
+        assert history[0]["kind"] == "rollback" and history[0]["outcome"] == "succeeded"
+        assert history[0]["actor"] == LEAD
+
+
 async def test_after_a_failed_deploy_the_rollback_button_enters_the_approval_flow(
     scenario: Scenario, fake_slack: FakeSlack
 ):
-    from tests.scenarios.test_worker_cli import _fleet
+    async with _bot_over_two_releases(scenario, fake_slack) as (fleet, chat):
+        await chat.driver.command(
+            "/worker", "deploy notification --ref bad --outside-window", user=LEAD
+        )
+        request = await _confirm(chat, LEAD, "notification")
+        await chat.driver.block_action(blocks.APPROVE_ACTION, user=LEAD2, message_ts=request["ts"])
+        await chat.wait(lambda: chat.final("failed") is not None, timeout_s=90)
+        failed = chat.final("failed")
+        assert failed is not None and blocks.ROLLBACK_ACTION in json.dumps(failed["blocks"])
+        assert await fleet.running_release() == "v2"  # the failed deploy put it back
 
-    async for fleet in _fleet(scenario, "releases"):
-        for ref in ("v1", "v2"):
-            done = await fleet.chatops(
-                "worker", "deploy", "notification", "--env", "test", "--ref", ref, "--yes"
-            )
-            assert done.code == 0, done.output
-        scenario.configure(protected=True)  # and no maintenance window is open
-        environ = configure(scenario, fake_slack)
-        async with running_bot(scenario, fake_slack, environ) as chat:
-            await chat.bot.door.refresh_groups()
-            await chat.driver.command(
-                "/worker", "deploy notification --ref bad --outside-window", user=LEAD
-            )
-            await _confirm_and_approve(chat, LEAD, LEAD2, "notification")
-            await chat.wait(lambda: chat.final("failed") is not None, timeout_s=90)
-            failed = chat.final("failed")
-            assert failed is not None and blocks.ROLLBACK_ACTION in json.dumps(failed["blocks"])
-            assert await fleet.running_release() == "v2"  # the failed deploy put it back
-
-            await chat.driver.block_action(
-                blocks.ROLLBACK_ACTION, user=LEAD, message_ts=failed["ts"]
-            )
-            view = await _plan_view(chat, LEAD)
-            plan = json.dumps(view["blocks"], ensure_ascii=False)
-            v1, v2 = fleet.commits["v1"][:12], fleet.commits["v2"][:12]
-            assert f"release {v2} → {v1}" in plan and "OUTSIDE any maintenance window" in plan
-            await _confirm_and_approve(chat, LEAD, LEAD2, "notification")
-            await chat.wait(lambda: chat.final() is not None, timeout_s=90)
+        await chat.driver.block_action(blocks.ROLLBACK_ACTION, user=LEAD, message_ts=failed["ts"])
+        view = await _plan_view(chat, LEAD)
+        plan = json.dumps(view["blocks"], ensure_ascii=False)
+        v1, v2 = fleet.commits["v1"][:12], fleet.commits["v2"][:12]
+        assert f"release {v2} → {v1}" in plan and "OUTSIDE any maintenance window" in plan
+        request = await _confirm(chat, LEAD, "notification")
+        await chat.driver.block_action(blocks.APPROVE_ACTION, user=LEAD2, message_ts=request["ts"])
+        await chat.wait(lambda: chat.final() is not None, timeout_s=90)
         assert await fleet.running_release() == "v1"
         history = await scenario.json("ops", "history")
         assert [(h["kind"], h["outcome"]) for h in history[:2]] == [
