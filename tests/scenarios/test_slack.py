@@ -194,12 +194,14 @@ async def test_a_burst_on_a_cold_cache_reads_the_groups_once(
     scenario: Scenario, fake_slack: FakeSlack
 ):
     environ = configure(scenario, fake_slack)
-    fake_slack.fail("usergroups.users.list", latency_s=1.0)  # the first call is slow
+    await scenario.produce("sla", 2)
+    fake_slack.fail("usergroups.users.list", latency_s=5.0)  # the first call is slow
     async with running_bot(scenario, fake_slack, environ) as chat:
-        await scenario.produce("sla", 2)
         sent = await asyncio.gather(
             *(chat.driver.command("/queue", "status sla") for _ in range(5))
         )
+        # Each came while the cache was cold, so each waited for the groups.
+        assert all("checking permissions" in r.json["text"] for r in sent)
         for response in sent:
             url = response.response_url
             assert url is not None
