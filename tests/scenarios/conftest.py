@@ -36,6 +36,11 @@ class Result:
         return self.stdout + self.stderr
 
 
+# A drain that holds on until the test lets its queue empty (a worker started when the test
+# says): no stall or timeout ends it first, however slow the machine.
+HELD_DRAIN = {"stall_s": 120, "timeout_s": 120, "poll_interval_s": 0.2, "producer_grace_s": 0}
+
+
 @dataclass
 class Scenario:
     prefix: str

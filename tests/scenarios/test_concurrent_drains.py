@@ -5,10 +5,9 @@ only when the last of them ends, and a flag someone else turned off is left alon
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 
-from tests.scenarios.conftest import Result, Scenario
+from tests.scenarios.conftest import HELD_DRAIN, Result, Scenario
 
 
 def drain(queue: str) -> tuple[str, ...]:
@@ -31,32 +30,30 @@ def holders(scenario: Scenario) -> str:
 
 
 async def test_the_flag_comes_back_on_only_when_the_last_drain_ends(scenario: Scenario):
-    """The drain that turned producers off ends first, while a later one still drains."""
-    # The first drain (9 s) outlasts the later one's CLI start, seconds on a loaded machine; the
-    # later drain (15 s) outlasts the first.
-    await scenario.produce("other", 6, "--data", json.dumps({"ms": 1500}))
-    await scenario.produce("sla", 30, "--data", json.dumps({"ms": 500}))
+    """The drain that turned producers off ends first, while a later one still drains. Each
+    queue's worker starts only when the test says, so neither drain ends before its turn."""
+    scenario.configure(drain=HELD_DRAIN)
+    await scenario.produce("other", 6)
+    await scenario.produce("sla", 30)
     flag = f"{scenario.prefix}:flags:WORKER_ACCEPT_JOBS"
-    async with (
-        scenario.node_worker("other", CONCURRENCY="1"),
-        scenario.node_worker("sla", CONCURRENCY="1"),
-    ):
-        first = await scenario.spawn(*drain("other"))
-        async with asyncio.timeout(30):
-            while await scenario.flag() != "false":
-                await asyncio.sleep(0.05)
-        later = await scenario.spawn(*drain("sla"))
-        async with asyncio.timeout(30):  # both hold producers off
-            while await scenario.redis.scard(holders(scenario)) < 2:
-                await asyncio.sleep(0.05)
+    first = await scenario.spawn(*drain("other"))
+    async with asyncio.timeout(60):
+        while await scenario.flag() != "false":
+            await asyncio.sleep(0.05)
+    later = await scenario.spawn(*drain("sla"))
+    async with asyncio.timeout(60):  # both hold producers off
+        while await scenario.redis.scard(holders(scenario)) < 2:
+            await asyncio.sleep(0.05)
+    async with scenario.node_worker("other", CONCURRENCY="1"):
         ended = await finish(first)
-        assert ended.code == 0, ended.output
-        assert later.returncode is None, "the later drain ended first: nothing was shown"
-        assert await scenario.flag() == "false"  # the later drain still needs producers off
-        assert f"turn producers off ({flag} = false): {flag} = false" in said(ended)
-        assert f"{flag} left false: 1 other drain(s) still hold producers off (op-" in said(
-            ended
-        ), ended.output
+    assert ended.code == 0, ended.output
+    assert later.returncode is None, "the later drain ended first: nothing was shown"
+    assert await scenario.flag() == "false"  # the later drain still needs producers off
+    assert f"turn producers off ({flag} = false): {flag} = false" in said(ended)
+    assert f"{flag} left false: 1 other drain(s) still hold producers off (op-" in said(ended), (
+        ended.output
+    )
+    async with scenario.node_worker("sla", CONCURRENCY="5"):
         last = await finish(later)
     assert last.code == 0, last.output
     assert "held by another drain: this one holds it too" in said(last), last.output
@@ -100,25 +97,27 @@ async def test_a_holder_whose_operation_has_ended_does_not_keep_producers_off(sc
 
 
 async def test_drain_all_empties_every_queue_as_one_operation(scenario: Scenario):
-    """`drain all`: one operation holding every queue's lock, one flag, one watch."""
-    await scenario.produce("sla,other", 16, "--data", json.dumps({"ms": 700}))
+    """`drain all`: one operation holding every queue's lock, one flag, one watch. The worker
+    starts once a second drain has been refused, so `drain all` cannot end before that."""
+    scenario.configure(drain=HELD_DRAIN)
+    await scenario.produce("sla,other", 16)
     flag = f"{scenario.prefix}:flags:WORKER_ACCEPT_JOBS"
-    async with scenario.node_worker("sla,other", CONCURRENCY="1"):  # about 11 s a queue
-        proc = await scenario.spawn(*drain("all"))
-        async with asyncio.timeout(30):
-            while await scenario.flag() != "false":
-                await asyncio.sleep(0.05)
-        locks = sorted(
-            [k async for k in scenario.redis.scan_iter(match=f"chatops:{scenario.prefix}:lock:*")]
-        )
-        assert locks == [
-            f"chatops:{scenario.prefix}:lock:test:queue:other",
-            f"chatops:{scenario.prefix}:lock:test:queue:sla",
-        ]
-        refused = await scenario.chatops(*drain("sla"))  # its queue is being drained
-        assert proc.returncode is None, "drain all ended before the second drain started"
-        assert refused.code != 0, refused.output
-        assert f"chatops:{scenario.prefix}:lock:test:queue:sla is locked by" in said(refused)
+    proc = await scenario.spawn(*drain("all"))
+    async with asyncio.timeout(60):
+        while await scenario.flag() != "false":
+            await asyncio.sleep(0.05)
+    locks = sorted(
+        [k async for k in scenario.redis.scan_iter(match=f"chatops:{scenario.prefix}:lock:*")]
+    )
+    assert locks == [
+        f"chatops:{scenario.prefix}:lock:test:queue:other",
+        f"chatops:{scenario.prefix}:lock:test:queue:sla",
+    ]
+    refused = await scenario.chatops(*drain("sla"))  # its queue is being drained
+    assert proc.returncode is None, "drain all ended before the second drain started"
+    assert refused.code != 0, refused.output
+    assert f"chatops:{scenario.prefix}:lock:test:queue:sla is locked by" in said(refused)
+    async with scenario.node_worker("sla,other", CONCURRENCY="4"):
         result = await finish(proc)
     assert result.code == 0, result.output
     text = said(result)

@@ -9,11 +9,10 @@ import sqlite3
 import pytest
 
 from tests.fixtures.pm2 import node_job_counts
-from tests.scenarios.conftest import Scenario
+from tests.scenarios.conftest import HELD_DRAIN, Scenario
 
 # A drain with no worker that holds on while the test acts on it: the scenario's stall of 6 s
 # can pass during two CLI starts on a loaded machine, and the drain then ends on its own.
-HELD_DRAIN = {"stall_s": 120, "timeout_s": 120, "poll_interval_s": 0.2}
 
 
 async def _wait_for(predicate, timeout_s: float = 20.0) -> None:

@@ -24,7 +24,7 @@ from bot.slack import blocks
 from bot.slack.app import SlackBot, build_bot
 from tests.canary import SIGNING_SECRET
 from tests.faults.proxy import fault_proxy
-from tests.scenarios.conftest import Scenario
+from tests.scenarios.conftest import HELD_DRAIN, Scenario
 from tests.slack.driver import SlackDriver
 from tests.slack.fake_slack import FakeSlack
 
@@ -465,28 +465,33 @@ async def _progress_messages(chat: Chat) -> list[dict[str, Any]]:
     return [m for m in chat.slack.messages(CHANNEL) if "Approval" not in m.get("text", "")]
 
 
-async def test_cancel_button_stops_a_drain_and_restores_the_flag(chat: Chat):
-    await chat.bot.door.refresh_groups()
-    chat.scenario.configure(drain={"stall_s": 120, "timeout_s": 120, "poll_interval_s": 0.2})
-    await chat.scenario.produce("sla", 5)  # no worker: the drain waits
-    await chat.driver.command("/queue", "drain sla")
-    await chat.driver.view_submission(await _plan_view(chat, OPS))
+async def test_cancel_button_stops_a_drain_and_restores_the_flag(
+    scenario: Scenario, fake_slack: FakeSlack
+):
+    scenario.configure(drain=HELD_DRAIN)  # no worker: the drain waits until cancelled
+    environ = configure(scenario, fake_slack)
+    async with running_bot(scenario, fake_slack, environ) as chat:
+        await chat.bot.door.refresh_groups()
+        await scenario.produce("sla", 5)
+        await chat.driver.command("/queue", "drain sla")
+        await chat.driver.view_submission(await _plan_view(chat, OPS))
 
-    def running_with_cancel() -> bool:
-        return any(
-            blocks.CANCEL_ACTION in json.dumps(m["blocks"]) for m in chat.slack.messages(CHANNEL)
-        )
+        def running_with_cancel() -> bool:
+            return any(
+                blocks.CANCEL_ACTION in json.dumps(m["blocks"])
+                for m in chat.slack.messages(CHANNEL)
+            )
 
-    await chat.wait(running_with_cancel)
-    await chat.wait(lambda: chat.slack.messages(CHANNEL)[0]["text"].endswith("running"))
-    message = chat.slack.messages(CHANNEL)[0]
-    async with asyncio.timeout(10):
-        while await chat.scenario.flag() != "false":
-            await asyncio.sleep(0.1)
-    await chat.driver.block_action(blocks.CANCEL_ACTION, user=OPS, message_ts=message["ts"])
-    await chat.wait(lambda: chat.final("cancelled") is not None)
-    assert await chat.scenario.flag() == "true"
-    assert (await chat.scenario.counts())["waiting"] == 5
+        await chat.wait(running_with_cancel)
+        await chat.wait(lambda: chat.slack.messages(CHANNEL)[0]["text"].endswith("running"))
+        message = chat.slack.messages(CHANNEL)[0]
+        async with asyncio.timeout(30):
+            while await scenario.flag() != "false":
+                await asyncio.sleep(0.1)
+        await chat.driver.block_action(blocks.CANCEL_ACTION, user=OPS, message_ts=message["ts"])
+        await chat.wait(lambda: chat.final("cancelled") is not None)
+        assert await scenario.flag() == "true"
+        assert (await scenario.counts())["waiting"] == 5
 
 
 async def test_redis_unreachable_is_answered_not_hung(scenario: Scenario, fake_slack: FakeSlack):
