@@ -473,7 +473,7 @@ class SlackDriver:
     async def _send_envelope(
         self, request: SignedRequest, trigger_id: str | None, response_url: str | None
     ) -> DriverResponse:
-        fields = dict(parse_qsl(request.body.decode()))
+        fields = dict(parse_qsl(request.body.decode(), keep_blank_values=True))
         if "payload" in fields:  # an interaction
             kind, payload = "interactive", json.loads(fields["payload"])
         else:
