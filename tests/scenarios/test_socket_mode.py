@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 from typing import Any
 
 from tests.scenarios.conftest import Scenario
@@ -25,20 +24,10 @@ async def _until(predicate: Any, timeout_s: float = 30.0) -> None:
 async def test_socket_mode_answers_a_command_and_runs_a_confirmed_pause(
     scenario: Scenario, fake_slack: FakeSlack
 ):
-    environ = {**configure(scenario, fake_slack), "SLACK_APP_TOKEN": fake_slack.app_token}
+    slack = {k: v for k, v in configure(scenario, fake_slack).items() if k.startswith("SLACK_")}
+    scenario.extra_env.update(slack, SLACK_APP_TOKEN=fake_slack.app_token)
     await scenario.produce("sla", 3)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "commands",
-        "serve",
-        "--socket",
-        env=environ,
-        cwd=scenario.tmp,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await scenario.spawn("serve", "--socket")
     try:
         await fake_slack.socket_mode.wait_connected(timeout_s=30)
         (opened,) = fake_slack.calls_to("apps.connections.open")
