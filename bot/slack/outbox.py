@@ -412,16 +412,17 @@ class OutboxSender:
         since = self._clock.monotonic() - self._last_update.get(entry.message_key, -1e9)
         if since < delay_s:
             raise _Later(delay_s - since, "throttled")
-        # chat.update is tier 3 for the whole workspace: every replica's updates count.
+        wait = self._budget.take()
+        if wait:
+            raise _Later(wait, "update budget")
+        # chat.update is tier 3 for the whole workspace: every replica's updates count. Asked
+        # only once this process's own bucket lets the update go, so a wait costs no query.
         minute_ago = self._clock.now() - timedelta(seconds=60)
         sent = await self._store.slack_calls_since(
             method=UPDATE, since=minute_ago, scope=self.scope
         )
         if sent >= self._budget.per_minute:
             raise _Later(60.0 / self._budget.per_minute, "update budget (all replicas)")
-        wait = self._budget.take()
-        if wait:
-            raise _Later(wait, "update budget")
         args.update(channel=message.channel, ts=message.ts)
         await self._client.api_call(UPDATE, json=args)
         if final:  # no throttle to keep for a message in its final state (nor its memory)
