@@ -339,9 +339,15 @@ async def test_a_restart_killed_in_a_step_resumes_the_queue_and_the_worker_serve
 # ---- through Slack ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("slack", ["up", "failing across the restart"])
 async def test_a_serve_process_killed_mid_drain_is_taken_over_and_told_in_its_thread(
-    scenario: Scenario, gate: RedisGate, fake_slack: FakeSlack
+    scenario: Scenario, gate: RedisGate, fake_slack: FakeSlack, slack: str
 ) -> None:
+    """With Slack failing, the issue's "429 and 500 for a while, and the bot restarted mid-way":
+    the progress updates rate-limited (429) while the drain runs and its process dies, Slack
+    down (500) while the next process starts and takes over, then back. The takeover and the
+    final state still arrive, once each."""
+    outage = slack != "up"
     environ = configure(scenario, fake_slack)
     flag_key = f"{scenario.prefix}:flags:WORKER_ACCEPT_JOBS"
     await scenario.produce("sla", JOBS)
@@ -357,9 +363,13 @@ async def test_a_serve_process_killed_mid_drain_is_taken_over_and_told_in_its_th
             driver = SlackDriver(
                 f"http://127.0.0.1:{port}/slack/events", SECRET, fake_slack, channel=CHANNEL
             )
+            if outage:
+                fake_slack.fail("chat.update", status=429, times=1000)
             await driver.command_confirmed("/queue", "drain sla", user=OPS)
             await gate.wait_held(timeout_s=30)  # watching the queue, producers off
             await fake_slack.wait_until(lambda: progress() is not None, timeout_s=20)
+            if outage:  # its step changes were rate-limited, and are still owed
+                await fake_slack.wait_until(lambda: _refused_posts(fake_slack) > 0, timeout_s=20)
             first.send_signal(signal.SIGKILL)
             await first.wait()
         message = progress()
@@ -371,6 +381,9 @@ async def test_a_serve_process_killed_mid_drain_is_taken_over_and_told_in_its_th
 
         # Started again once the dead one's heartbeat lapsed, as an orchestrator restarts it.
         await asyncio.sleep(LAPSE_S)
+        if outage:
+            fake_slack.fail_all(status=500)
+        refused_before = _refused_posts(fake_slack)
         async with served(environ, scenario.tmp) as (second, _):
 
             def takeover() -> list[str]:
@@ -381,7 +394,16 @@ async def test_a_serve_process_killed_mid_drain_is_taken_over_and_told_in_its_th
                 now = fake_slack.message(CHANNEL, str(message["ts"]))
                 return now if now is not None and ": running" not in now["text"] else None
 
-            await fake_slack.wait_until(lambda: bool(takeover()) and bool(ended()), timeout_s=20)
+            if outage:
+                # The takeover is tried, refused, and kept in the outbox until Slack is back.
+                await fake_slack.wait_until(
+                    lambda: _refused_posts(fake_slack) > refused_before, timeout_s=20
+                )
+                await asyncio.sleep(1.0)
+                assert not takeover() and not ended()
+                fake_slack.recover()
+            await fake_slack.wait_until(lambda: bool(takeover()) and bool(ended()), timeout_s=40)
+            await asyncio.sleep(1.0)  # anything sent twice would be in by now
             second.send_signal(signal.SIGTERM)
             await asyncio.wait_for(second.communicate(), 45)
     (reply,) = takeover()
@@ -400,3 +422,12 @@ async def test_a_serve_process_killed_mid_drain_is_taken_over_and_told_in_its_th
     assert recovery_audit(shown)["outcome"] == "restored"
     runs = await scenario.runs()
     assert len(runs) == JOBS and set(runs.values()) == {1}, runs
+    running = [m for m in fake_slack.messages(CHANNEL) if "drain sla" in m.get("text", "")]
+    assert len(running) == 1  # posted once, then updated in place
+    assert fake_slack.rate_limited == 0  # the fake's own tier limits, never exceeded
+
+
+def _refused_posts(fake_slack: FakeSlack) -> int:
+    """Messages the fake turned away with an injected fault (429, 500)."""
+    kinds = ("chat.postMessage", "chat.update")
+    return sum(1 for call in fake_slack.calls if call.injected and call.method in kinds)
