@@ -32,7 +32,7 @@ from bot.redact import redact
 from bot.runtime import Runtime
 from bot.slack import blocks
 from bot.slack.followups import ANSWER_START_S, MODAL_START_S, REPLY_START_S, FollowUps
-from bot.slack.outbox import Outbox
+from bot.slack.outbox import NOT_A_MEMBER, Outbox
 from bot.slack.progress import SlackProgress, progress_title
 from bot.slack.replays import RecentRequests
 from bot.slack.views import query_answer
@@ -448,12 +448,31 @@ class SlackDoor:
             )
         except StoreUnavailable:
             # The outbox lives in the store: say it straight away, once, or log it.
-            try:
-                await self.client.chat_postEphemeral(
-                    channel=origin.channel, user=origin.user, text=text
-                )
-            except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            await self._tell_directly(origin, text)
+
+    async def _tell_directly(self, origin: Origin, text: str) -> None:
+        """An ephemeral note without the outbox; through the response_url, as the outbox would,
+        where the bot is not in the channel."""
+        try:
+            await self.client.chat_postEphemeral(
+                channel=origin.channel, user=origin.user, text=text
+            )
+            return
+        except SlackApiError as exc:
+            if origin.response_url is None or exc.response.get("error") not in NOT_A_MEMBER:
                 logger.error("slack: could not tell %s (%s): %s", origin.user, exc, text)
+                return
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            logger.error("slack: could not tell %s (%s): %s", origin.user, exc, text)
+            return
+        webhook = AsyncWebhookClient(url=origin.response_url, session=self.session, timeout=10)
+        try:
+            sent = await webhook.send(text=text, response_type="ephemeral")
+            failed = f"HTTP {sent.status_code}" if sent.status_code >= 400 else None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            failed = type(exc).__name__
+        if failed:
+            logger.error("slack: could not tell %s (via URL: %s): %s", origin.user, failed, text)
 
     async def _store_down(self, origin: Origin, exc: StoreUnavailable, what: str) -> None:
         await self._tell(origin, f"❌ {exc}; {what}")

@@ -53,7 +53,7 @@ _PERMANENT = {
     "account_inactive",
     "user_not_in_channel",
 }
-_NOT_A_MEMBER = {"not_in_channel", "channel_not_found"}
+NOT_A_MEMBER = {"not_in_channel", "channel_not_found"}
 _LEASE_S = 60.0
 POST_EVERY_S = 1.1  # Slack allows about one chat.postMessage a second per channel
 _MAX_BACKOFF_S = 60.0
@@ -304,7 +304,7 @@ class OutboxSender:
         try:
             response = await self._client.api_call(POST, json=args)
         except SlackApiError as exc:
-            if fallback_url and exc.response.get("error") in _NOT_A_MEMBER:
+            if fallback_url and exc.response.get("error") in NOT_A_MEMBER:
                 await self._post_via_url(entry, args, fallback_url)
                 return
             raise
@@ -436,7 +436,7 @@ class OutboxSender:
         try:
             response = await self._client.api_call(EPHEMERAL, json=args)
         except SlackApiError as exc:
-            if fallback_url and exc.response.get("error") in _NOT_A_MEMBER:
+            if fallback_url and exc.response.get("error") in NOT_A_MEMBER:
                 payload = {"response_type": "ephemeral", "replace_original": False}
                 ok = await self._post_url(entry, fallback_url, {**payload, "text": args["text"]})
                 await self._store.slack_sent(

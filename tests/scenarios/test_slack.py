@@ -561,6 +561,23 @@ async def test_database_that_stops_answering_is_answered_not_hung(
 
             await chat.wait(lambda: bool(told()), timeout_s=30)
             assert "is unavailable" in told()[0] and "did not run" in told()[0]
+
+            # In a DM the bot is not in, the same note comes through the command's response_url.
+            dm = "D_OPS"
+            chat.slack.add_channel(dm, name="directmessage", is_member=False, is_im=True)
+            proxy.set_mode("pass")
+            in_dm = await chat.driver.command("/queue", "pause sla --env test", channel=dm)
+            dm_view = await _plan_view(chat, OPS)
+            proxy.set_mode("blackhole")
+            await chat.driver.view_submission(dm_view)
+
+            def told_in_dm() -> list[str]:
+                return [p["text"] for p in chat.slack.responses(str(in_dm.response_url))]
+
+            await chat.wait(lambda: bool(told_in_dm()), timeout_s=30)
+            assert "is unavailable" in told_in_dm()[0] and "did not run" in told_in_dm()[0]
+            refused = chat.slack.calls_to("chat.postEphemeral")[-1]
+            assert refused.args["channel"] == dm and refused.error == "channel_not_found"
             assert password not in json.dumps([c.args for c in chat.slack.calls])
             paused = await chat.scenario.redis.hget(f"{chat.scenario.prefix}:sla:meta", "paused")
             assert paused is None
