@@ -313,7 +313,7 @@ class Config(_Model):
 
     environments: dict[str, EnvironmentConfig] = Field(min_length=1)
     roles: dict[str, RoleConfig] = Field(default_factory=dict)
-    # role -> environment (or "*") -> operations (or "*")
+    # role -> environment (or "*") -> operations, `command subcommand`s, `command *`s (or "*")
     permissions: dict[str, dict[str, tuple[str, ...]]] = Field(default_factory=dict)
     # operation -> environment (or "*") -> approvals needed
     approvals: dict[str, dict[str, int]] = Field(default_factory=dict)
@@ -332,6 +332,9 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _references(self) -> Config:
+        # The grammar imports bot.git, which imports this module.
+        from commands.grammar import COMMAND_GRANTS
+
         problems: list[str] = []
         envs = set(self.environments) | {"*"}
         for role, grants in self.permissions.items():
@@ -341,9 +344,10 @@ class Config(_Model):
                 if env not in envs:
                     problems.append(f"permissions.{role}.{env}: no such environment")
                 problems += [
-                    f"permissions.{role}.{env}: no such operation {op!r}"
+                    f"permissions.{role}.{env}: {op!r} is neither an operation nor a command's "
+                    "(`queue status`, `queue *`)"
                     for op in ops
-                    if op != "*" and op not in OPERATIONS
+                    if op != "*" and op not in OPERATIONS and op not in COMMAND_GRANTS
                 ]
         for op, by_env in self.approvals.items():
             if op not in OPERATIONS:

@@ -19,6 +19,7 @@ class Decision:
     allowed: bool
     pending: bool = False  # the answer depends on a user group not loaded yet
     missing: str | None = None  # "drain in prod": what a refusal names
+    instead: str | None = None  # "queue drain": the narrower permission that would do too
     unchecked: str | None = None  # why the user groups could not be read: refused, saying so
 
     @property
@@ -35,7 +36,10 @@ class Decision:
                 f"❌ `{command}` did not run: your roles could not be read from Slack "
                 f"({self.unchecked}); try again in a minute"
             )
-        return f"❌ you may not run `{command}`: it needs the permission `{self.missing}`"
+        or_narrower = f" (or `{self.instead}`)" if self.instead else ""
+        return (
+            f"❌ you may not run `{command}`: it needs the permission `{self.missing}`{or_narrower}"
+        )
 
 
 @dataclass
@@ -51,6 +55,11 @@ class GroupCache:
 
     def loaded(self, group: str) -> bool:
         return group in self.refreshed_at
+
+
+def grants(granted: set[str], permission: str, *narrower: str) -> bool:
+    """Whether `permissions` entries allow what needs `permission` (or one of `narrower`)."""
+    return permission == "help" or "*" in granted or not granted.isdisjoint((permission, *narrower))
 
 
 class Rbac:
@@ -85,13 +94,16 @@ class Rbac:
                 granted.update(grants.get(scope, ()))
         return granted, unknown
 
-    def decide(self, user: str, env: str, permission: str) -> Decision:
+    def decide(self, user: str, env: str, permission: str, *narrower: str) -> Decision:
+        """May `user` do what needs `permission` in `env`? `narrower` names the entries that
+        grant it for one command only (`queue status`, `queue *`), as `permissions` may."""
         granted, unknown = self.permissions(user, env)
-        if permission == "help" or "*" in granted or permission in granted:
+        if grants(granted, permission, *narrower):
             return Decision(True)
         if unknown:
             return Decision(False, pending=True)
-        return Decision(False, missing=f"{permission} in {env}")
+        instead = f"{narrower[0]} in {env}" if narrower else None
+        return Decision(False, missing=f"{permission} in {env}", instead=instead)
 
     def is_approver(self, user: str) -> bool:
         roles, _ = self.roles_of(user)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bot.errors import BadInput
@@ -141,6 +141,21 @@ def permission_of(command: str, action: str) -> str:
     return PERMISSION.get(action, action)
 
 
+def narrower_grants(command: str, action: str) -> tuple[str, str]:
+    """The `permissions` entries that allow `/command action` and nothing under another command
+    (its permission's name allows it everywhere: `status` is /queue, /worker and /window's)."""
+    return f"{command} {action}", f"{command} *"
+
+
+# What `permissions` may name besides operations: a subcommand, or every one of a command.
+COMMAND_GRANTS = frozenset(
+    grant
+    for name, actions in ACTIONS.items()
+    for a in actions
+    for grant in narrower_grants(name, a)
+)
+
+
 _VALUE_FLAGS = {"--env", "--timeout-s", "--ref", "--to", "--limit", "--lines", "--in-window"}
 _BOOL_FLAGS = {"--all", "--overdue", "--skip-env-check", "--outside-window"}
 
@@ -171,6 +186,10 @@ class Parsed:
     @property
     def permission(self) -> str:
         return permission_of(self.command, self.action)
+
+    @property
+    def narrower(self) -> tuple[str, str]:
+        return narrower_grants(self.command, self.action)
 
     @property
     def mutating(self) -> bool:
@@ -355,15 +374,15 @@ def action_help(command: str, action: str) -> str:
     return " ".join(doc.split("\n\n", 1)[0].split())
 
 
-def help_lines(command: str | None, allowed: set[str] | None) -> list[str]:
-    """`/cmd usage: help` lines, only for actions in `allowed` (None: all)."""
+def help_lines(command: str | None, may: Callable[[str, str], bool] | None) -> list[str]:
+    """`/cmd usage: help` lines, only for the subcommands `may(command, action)` allows (None:
+    all)."""
     lines = []
     for name, actions in ACTIONS.items():
         if command not in (None, "ops") and name != command:
             continue
         for action in actions.values():
-            permission = permission_of(name, action.name)
-            if allowed is not None and permission != "help" and permission not in allowed:
+            if may is not None and not may(name, action.name):
                 continue
             lines.append(f"/{name} {action.usage}: {action_help(name, action.name)}")
     return lines

@@ -27,7 +27,7 @@ from bot import service
 from bot.engine.plan import Plan
 from bot.engine.runner import Actor
 from bot.errors import BadInput, BotError, StoreUnavailable
-from bot.rbac import Decision, GroupCache, Rbac
+from bot.rbac import Decision, GroupCache, Rbac, grants
 from bot.redact import redact
 from bot.runtime import Runtime
 from bot.slack import blocks
@@ -40,7 +40,7 @@ from bot.slack.window_door import window_command
 from bot.store.records import ApprovalRecord
 from bot.store.slack import SLACK_SCOPE
 from bot.windows import planned
-from commands.grammar import Parsed, help_lines, parse
+from commands.grammar import Parsed, help_lines, narrower_grants, parse, permission_of
 
 logger = logging.getLogger(__name__)
 _WINDOW_ACKS = {
@@ -146,11 +146,11 @@ class SlackDoor:
             return f"usergroups.users.list: no answer ({type(exc).__name__})"
         return None
 
-    async def decide(self, user: str, env: str, permission: str) -> Decision:
-        decision = self.rbac.decide(user, env, permission)
+    async def decide(self, user: str, env: str, permission: str, *narrower: str) -> Decision:
+        decision = self.rbac.decide(user, env, permission, *narrower)
         if decision.pending:
             failed = await self.load_groups()
-            decision = self.rbac.decide(user, env, permission)
+            decision = self.rbac.decide(user, env, permission, *narrower)
             if decision.pending:
                 return Decision(False, unchecked=failed or "user groups not loaded")
         return decision
@@ -208,7 +208,7 @@ class SlackDoor:
             self.spawn(self._help(parsed, env, origin, respond), what="help")
             return
         assert env is not None
-        decision = self.rbac.decide(origin.user, env, parsed.permission)
+        decision = self.rbac.decide(origin.user, env, parsed.permission, *parsed.narrower)
         if not decision.allowed and not decision.pending:
             await ack(response_type="ephemeral", text=decision.refusal(shown))
             self.spawn(self.audit_refusal(origin, env, shown, decision.why), what="audit")
@@ -242,19 +242,16 @@ class SlackDoor:
     async def _help(
         self, parsed: Parsed, env: str | None, origin: Origin, respond: Respond
     ) -> None:
-        allowed: set[str] | None = set()
-        if env is not None:
-            granted, _ = self.rbac.permissions(origin.user, env)
-            allowed = None if "*" in granted else granted
-        else:
-            for name in self.rt.config.environments:
-                granted, _ = self.rbac.permissions(origin.user, name)
-                if "*" in granted:
-                    allowed = None
-                    break
-                assert allowed is not None
-                allowed |= granted
-        lines = [blocks.escape(line) for line in help_lines(parsed.target, allowed)]
+        granted: set[str] = set()
+        for name in [env] if env is not None else self.rt.config.environments:
+            granted |= self.rbac.permissions(origin.user, name)[0]
+
+        def may(command: str, action: str) -> bool:
+            return grants(
+                granted, permission_of(command, action), *narrower_grants(command, action)
+            )
+
+        lines = [blocks.escape(line) for line in help_lines(parsed.target, may)]
         where = f" in {env}" if env else ""
         await respond(
             response_type="ephemeral", text=f"What you may run{where}:\n" + "\n".join(lines)
@@ -263,7 +260,7 @@ class SlackDoor:
     async def _answer(
         self, parsed: Parsed, env: str, origin: Origin, shown: str, respond: Respond
     ) -> None:
-        decision = await self.decide(origin.user, env, parsed.permission)
+        decision = await self.decide(origin.user, env, parsed.permission, *parsed.narrower)
         if not decision.allowed:
             await respond(response_type="ephemeral", text=decision.refusal(shown))
             await self.audit_refusal(origin, env, shown, decision.why)
@@ -330,7 +327,7 @@ class SlackDoor:
         metadata: dict[str, Any],
     ) -> None:
         title = f"{parsed.command} {parsed.action}"
-        decision = await self.decide(origin.user, env, parsed.permission)
+        decision = await self.decide(origin.user, env, parsed.permission, *parsed.narrower)
         if not decision.allowed:
             await self.client.views_update(
                 view_id=view_id, view=blocks.error_view(title, decision.refusal(shown))
@@ -416,7 +413,7 @@ class SlackDoor:
         if not await self.rt.store.remember_request(once_key, now=self.rt.clock.now()):
             logger.warning("slack: a replayed confirmation was ignored")
             return
-        decision = await self.decide(origin.user, env, parsed.permission)
+        decision = await self.decide(origin.user, env, parsed.permission, *parsed.narrower)
         if not decision.allowed:
             await self._tell(origin, decision.refusal(shown))
             await self.audit_refusal(origin, env, shown, decision.why)
@@ -745,7 +742,7 @@ class SlackDoor:
         op = await self.rt.store.get_operation(op_id)
         if op is None:
             return
-        decision = await self.decide(user, op.env, "cancel")
+        decision = await self.decide(user, op.env, "cancel", *narrower_grants("ops", "cancel"))
         if not decision.allowed:
             await self._tell(origin, decision.refusal(f"cancel {op_id}"))
             await self.audit_refusal(origin, op.env, f"cancel {op_id}", decision.why)

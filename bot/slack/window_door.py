@@ -38,9 +38,11 @@ async def window_command(
     await respond(response_type="ephemeral", text=text)
 
 
-async def _allowed(door: SlackDoor, origin: Origin, env: str, shown: str) -> str | None:
-    """None when the user may run window commands in `env`; else the refusal to show."""
-    decision = await door.decide(origin.user, env, "window")
+async def _allowed(
+    door: SlackDoor, parsed: Parsed, origin: Origin, env: str, shown: str
+) -> str | None:
+    """None when the user may run this window command in `env`; else the refusal to show."""
+    decision = await door.decide(origin.user, env, parsed.permission, *parsed.narrower)
     if decision.allowed:
         return None
     await door.audit_refusal(origin, env, shown, decision.why)
@@ -50,7 +52,7 @@ async def _allowed(door: SlackDoor, origin: Origin, env: str, shown: str) -> str
 async def _schedule(door: SlackDoor, parsed: Parsed, origin: Origin, shown: str) -> str:
     assert parsed.env is not None and parsed.when is not None and parsed.duration is not None
     door.rt.config.env(parsed.env)  # an unknown environment is refused before anything
-    if (refusal := await _allowed(door, origin, parsed.env, shown)) is not None:
+    if (refusal := await _allowed(door, parsed, origin, parsed.env, shown)) is not None:
         return refusal
     window = await schedule_window(
         door.rt,
@@ -74,7 +76,7 @@ async def _named_window(door: SlackDoor, parsed: Parsed) -> WindowRecord:
 
 async def _cancel(door: SlackDoor, parsed: Parsed, origin: Origin, shown: str) -> str:
     window = await _named_window(door, parsed)
-    if (refusal := await _allowed(door, origin, window.env, shown)) is not None:
+    if (refusal := await _allowed(door, parsed, origin, window.env, shown)) is not None:
         return refusal
     await cancel_window(door.rt, window.id, actor=Actor(origin.user, door.source))
     return f"✅ window `{window.id}` in {window.env} cancelled"
@@ -83,7 +85,7 @@ async def _cancel(door: SlackDoor, parsed: Parsed, origin: Origin, shown: str) -
 async def _reschedule(door: SlackDoor, parsed: Parsed, origin: Origin, shown: str) -> str:
     assert parsed.when is not None
     window = await _named_window(door, parsed)
-    if (refusal := await _allowed(door, origin, window.env, shown)) is not None:
+    if (refusal := await _allowed(door, parsed, origin, window.env, shown)) is not None:
         return refusal
     moved = await reschedule_window(
         door.rt,
@@ -100,7 +102,9 @@ async def _list(door: SlackDoor, parsed: Parsed, origin: Origin) -> str:
     windows = await upcoming(door.rt, env=parsed.env, now=door.rt.clock.now())
     lines = []
     for window in windows:
-        if (await door.decide(origin.user, window.env, "status")).allowed:
+        if (
+            await door.decide(origin.user, window.env, parsed.permission, *parsed.narrower)
+        ).allowed:
             lines.append(
                 f"`{window.id}` {window.env}: {span(window)}, {window.state} — {window.reason}"
             )

@@ -66,12 +66,17 @@ def test_references_to_unknown_roles_and_operations():
         {
             "environments": {"s": {"redis_url": "redis://x", "queues": ["q"]}},
             "roles": {"ops": {"users": ["U1"]}},
-            "permissions": {"ops": {"s": ["drain", "explode"]}, "ghost": {"nowhere": ["*"]}},
+            "permissions": {
+                "ops": {"s": ["drain", "explode", "queue status", "worker *", "queue deploy"]},
+                "ghost": {"nowhere": ["*"]},
+            },
             "approvals": {"rollback": {"nowhere": 1}},
         }
     )
     text = "\n".join(problems)
-    assert "no such operation 'explode'" in text
+    assert "'explode' is neither an operation nor a command's" in text
+    assert "'queue deploy' is neither" in text  # /queue has no deploy
+    assert "'queue status'" not in text and "'worker *'" not in text
     assert "permissions.ghost: no such role" in text
     assert "approvals.rollback.nowhere: no such environment" in text
 

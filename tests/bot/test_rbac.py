@@ -1,4 +1,4 @@
-"""The approval policy as configured: how many approvals an operation needs where."""
+"""Who may run what, and the approval policy, as configured."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from bot.config import parse_config
 from bot.errors import ConfigError
 from bot.rbac import GroupCache, Rbac
+from commands.grammar import parse
 
 
 def _rbac(approvals: dict[str, Any]) -> Rbac:
@@ -51,3 +52,37 @@ def test_the_approval_expiry_is_bounded():
     with pytest.raises(ConfigError) as info:
         parse_config(raw, environ={}, source="test.yml")
     assert any(p.startswith("approval_expiry_min") for p in info.value.problems)
+
+
+@pytest.mark.parametrize(
+    ("granted", "command", "allowed"),
+    [
+        (["status"], "/queue status q", True),  # an operation: under every command
+        (["status"], "/worker status w", True),
+        (["queue status"], "/queue status q", True),  # one command's only
+        (["queue status"], "/worker status w", False),
+        (["queue status"], "/window list", False),
+        (["queue *"], "/queue drain q", True),
+        (["queue *"], "/worker restart w", False),
+        (["ops cancel"], "/ops cancel op-0123456789", True),
+        (["window list"], "/window list", True),
+        (["window list"], "/window cancel w-0a1b2c", False),
+        (["*"], "/worker deploy w --ref v1", True),
+    ],
+)
+def test_permissions_name_operations_or_one_command(
+    granted: list[str], command: str, allowed: bool
+) -> None:
+    raw = {
+        "environments": {"s": {"redis_url": "redis://x", "queues": ["q"], "workers": {}}},
+        "roles": {"r": {"users": ["U1"]}},
+        "permissions": {"r": {"s": granted}},
+    }
+    rbac = Rbac(parse_config(raw, environ={}, source="test.yml"), GroupCache())
+    name, _, text = command[1:].partition(" ")
+    parsed = parse(name, text)
+    decision = rbac.decide("U1", "s", parsed.permission, *parsed.narrower)
+    assert decision.allowed is allowed
+    if not allowed:
+        refusal = decision.refusal(command)
+        assert f"`{parsed.permission} in s` (or `{name} {parsed.action} in s`)" in refusal

@@ -30,6 +30,7 @@ from tests.slack.fake_slack import FakeSlack
 
 SECRET = SIGNING_SECRET  # a canary (tests/canary.py)
 OPS, LEAD, LEAD2, GUEST = "U_OPS", "U_LEAD", "U_LEAD2", "U_GUEST"
+VIEWER = "U_VIEWER"  # may see the queues, and nothing else: `queue status`
 CHANNEL = "C_OPS"
 
 
@@ -68,10 +69,15 @@ def configure(scenario: Scenario, fake_slack: FakeSlack) -> dict[str, str]:
         fake_slack.add_channel(CHANNEL, name="ops-test")
     scenario.configure(channel="#ops-test")
     scenario.extra_config = {
-        "roles": {"operator": {"groups": ["S_ONCALL"]}, "approver": {"groups": ["S_LEADS"]}},
+        "roles": {
+            "operator": {"groups": ["S_ONCALL"]},
+            "approver": {"groups": ["S_LEADS"]},
+            "viewer": {"users": [VIEWER]},
+        },
         "permissions": {
             "operator": {"test": ["status", "drain", "pause", "resume", "history", "cancel"]},
             "approver": {"*": ["*"]},
+            "viewer": {"test": ["queue status"]},
         },
         "approvals": {"resume": {"test": 1}},
     }
@@ -257,6 +263,24 @@ async def test_help_lists_only_what_the_caller_may_run(chat: Chat):
     lines = chat.slack.responses(bare.response_url)[0]["text"].splitlines()
     assert lines[0] == "What you may run:", lines
     assert lines[1:] and all(line.startswith("/queue ") for line in lines[1:]), lines
+
+
+async def test_a_permission_can_be_one_command_s_alone(chat: Chat):
+    """`queue status` grants /queue status, not /worker status, which `status` would grant too."""
+    await chat.bot.door.refresh_groups()
+    queues = await chat.driver.command("/queue", "status sla", user=VIEWER)
+    await chat.wait(lambda: bool(chat.slack.responses(queues.response_url)))
+    assert "sla" in chat.slack.responses(queues.response_url)[0]["text"]
+
+    workers = await chat.driver.command("/worker", "status notification", user=VIEWER)
+    said = workers.json["text"]
+    assert "needs the permission `status in test` (or `worker status in test`)" in said, said
+    await chat.wait(lambda: (VIEWER, "refused", "missing status in test") in chat.audit())
+
+    helped = await chat.driver.command("/ops", "help", user=VIEWER)
+    await chat.wait(lambda: bool(chat.slack.responses(helped.response_url)))
+    lines = chat.slack.responses(helped.response_url)[0]["text"].splitlines()
+    assert [line.split(":")[0] for line in lines[1:]] == ["/queue status [queue|all]", "/ops help"]
 
 
 async def test_a_channel_no_environment_is_mapped_to_asks_which(chat: Chat):
