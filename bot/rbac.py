@@ -89,9 +89,9 @@ class Rbac:
         roles, unknown = self.roles_of(user)
         granted: set[str] = set()
         for role in roles:
-            grants = self._config.permissions.get(role, {})
+            by_env = self._config.permissions.get(role, {})
             for scope in (env, "*"):
-                granted.update(grants.get(scope, ()))
+                granted.update(by_env.get(scope, ()))
         return granted, unknown
 
     def decide(self, user: str, env: str, permission: str, *narrower: str) -> Decision:
