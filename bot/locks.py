@@ -22,6 +22,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from bot.aio import cancel_and_wait
 from bot.clock import Clock, SystemClock
 from bot.errors import LockHeld
 
@@ -166,13 +167,10 @@ class Lock:
 
     async def _release(self) -> None:
         if self._renewal is not None:
-            self._renewal.cancel()
-            await asyncio.wait([self._renewal])
+            await cancel_and_wait(self._renewal)
         try:
-            await asyncio.wait_for(
-                self._redis.eval(_RELEASE, len(self.keys), *self.keys, self._value),
-                RELEASE_TIMEOUT_S,
-            )
+            async with asyncio.timeout(RELEASE_TIMEOUT_S):
+                await self._redis.eval(_RELEASE, len(self.keys), *self.keys, self._value)
         except Exception as err:  # never mask the body's own outcome: the TTL cleans up
             logger.warning("could not release %s, left to expire: %s", self.keys, err)
 
@@ -186,10 +184,10 @@ class Lock:
         while True:
             await self._clock.sleep(self.renew_every_s)
             try:
-                renewed = await asyncio.wait_for(
-                    self._redis.eval(_RENEW, len(self.keys), *self.keys, self._value, self.ttl_ms),
-                    self.renew_every_s,
-                )
+                async with asyncio.timeout(self.renew_every_s):
+                    renewed = await self._redis.eval(
+                        _RENEW, len(self.keys), *self.keys, self._value, self.ttl_ms
+                    )
             except Exception as err:  # Redis unreachable or slow: retry until the TTL is up
                 if self._clock.monotonic() - last_renewed >= self.ttl_ms / 1000:
                     self._mark_lost(f"not renewed for longer than its TTL ({err})")

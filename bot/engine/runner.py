@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import redis.asyncio as redis
 
+from bot.aio import cancel_and_wait
 from bot.clock import Clock
 from bot.config import EnvironmentConfig
 from bot.engine.context import StepContext
@@ -332,9 +333,7 @@ class Engine:
                 )
             raise
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            await cancel_and_wait(watcher)
         if failed_at is not None:
             for index in range(failed_at + 1, total):
                 await self._patiently(
@@ -375,16 +374,10 @@ class Engine:
                 done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
                 if task in done:
                     return task.result()
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_and_wait(task)
                 raise _Cancelled
         finally:
-            waiter.cancel()
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(waiter, task)
 
     async def _finish_step(
         self, ctx: StepContext, index: int, name: str, state: str, detail: str | None

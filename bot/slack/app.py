@@ -24,6 +24,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.aio import cancel_and_wait
 from bot.engine.recovery import recover_interrupted
 from bot.engine.runner import owner_id
 from bot.errors import BotError, ConfigError
@@ -176,8 +177,9 @@ class SlackBot:
             await self.followups.aclose()
             self.stop.set()
             await asyncio.wait(loops, timeout=15)
-            for task in loops:
-                task.cancel()
+            with contextlib.suppress(TimeoutError):  # one stuck in a shielded call is left
+                async with asyncio.timeout(15):
+                    await cancel_and_wait(*loops)
             try:
                 await self.sender.run_once()
             except BotError as exc:  # the store is down: what is owed stays owed

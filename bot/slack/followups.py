@@ -25,6 +25,8 @@ from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.aio import cancel_and_wait
+
 logger = logging.getLogger(__name__)
 
 MODAL_START_S = 0.0  # views.open: its trigger_id expires 3 s after the user typed: at once
@@ -119,9 +121,7 @@ class FollowUps:
     async def aclose(self) -> None:
         """Stop dispatching; what never started is dropped (call `finish` first to run it)."""
         if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._dispatcher
+            await cancel_and_wait(self._dispatcher)
             self._dispatcher = None
         for waiting in [*self._at_once, *self._heap]:
             waiting.coro.close()

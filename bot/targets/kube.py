@@ -27,6 +27,7 @@ from lightkube.resources.core_v1 import ConfigMap, Pod, Secret
 from lightkube.types import PatchType
 
 from bot.abc import LineSink, LogCursor, WorkerStatus
+from bot.aio import cancel_and_wait
 from bot.errors import OperationFailed, Refused
 from bot.redact import redact
 from bot.targets.kube_objects import (
@@ -200,9 +201,7 @@ class KubeTarget:
         try:
             await asyncio.wait({watch, pods}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (watch, pods):
-                task.cancel()
-            await asyncio.gather(watch, pods, return_exceptions=True)
+            await cancel_and_wait(watch, pods)
         if pods.done() and not pods.cancelled() and pods.exception() is not None:
             raise pods.exception()  # type: ignore[misc]
         return watch.result()
