@@ -265,7 +265,7 @@ async def test_help_lists_only_what_the_caller_may_run(chat: Chat):
     assert lines[1:] and all(line.startswith("/queue ") for line in lines[1:]), lines
 
 
-async def test_a_permission_can_be_one_command_s_alone(chat: Chat):
+async def test_a_permission_can_name_one_command_alone(chat: Chat):
     """`queue status` grants /queue status, not /worker status, which `status` would grant too."""
     await chat.bot.door.refresh_groups()
     queues = await chat.driver.command("/queue", "status sla", user=VIEWER)
