@@ -147,6 +147,11 @@ def narrower_grants(command: str, action: str) -> tuple[str, str]:
     return f"{command} {action}", f"{command} *"
 
 
+def grant_names(command: str, action: str) -> tuple[str, str, str]:
+    """Every `permissions` entry that allows `/command action`, its permission's name first."""
+    return permission_of(command, action), *narrower_grants(command, action)
+
+
 # What `permissions` may name besides operations: a subcommand, or every one of a command.
 COMMAND_GRANTS = frozenset(
     grant
@@ -188,8 +193,8 @@ class Parsed:
         return permission_of(self.command, self.action)
 
     @property
-    def narrower(self) -> tuple[str, str]:
-        return narrower_grants(self.command, self.action)
+    def grant_names(self) -> tuple[str, str, str]:
+        return grant_names(self.command, self.action)
 
     @property
     def mutating(self) -> bool:

@@ -21,6 +21,7 @@ import aiohttp
 import redis.asyncio as redis
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook import WebhookResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import service
@@ -40,7 +41,7 @@ from bot.slack.window_door import window_command
 from bot.store.records import ApprovalRecord
 from bot.store.slack import SLACK_SCOPE
 from bot.windows import planned
-from commands.grammar import Parsed, help_lines, narrower_grants, parse, permission_of
+from commands.grammar import Parsed, grant_names, help_lines, parse
 
 logger = logging.getLogger(__name__)
 _WINDOW_ACKS = {
@@ -208,7 +209,7 @@ class SlackDoor:
             self.spawn(self._help(parsed, env, origin, respond), what="help")
             return
         assert env is not None
-        decision = self.rbac.decide(origin.user, env, parsed.permission, *parsed.narrower)
+        decision = self.rbac.decide(origin.user, env, *parsed.grant_names)
         if not decision.allowed and not decision.pending:
             await ack(response_type="ephemeral", text=decision.refusal(shown))
             self.spawn(self.audit_refusal(origin, env, shown, decision.why), what="audit")
@@ -247,9 +248,7 @@ class SlackDoor:
             granted |= self.rbac.permissions(origin.user, name)[0]
 
         def may(command: str, action: str) -> bool:
-            return grants(
-                granted, permission_of(command, action), *narrower_grants(command, action)
-            )
+            return grants(granted, *grant_names(command, action))
 
         lines = [blocks.escape(line) for line in help_lines(parsed.target, may)]
         where = f" in {env}" if env else ""
@@ -260,7 +259,7 @@ class SlackDoor:
     async def _answer(
         self, parsed: Parsed, env: str, origin: Origin, shown: str, respond: Respond
     ) -> None:
-        decision = await self.decide(origin.user, env, parsed.permission, *parsed.narrower)
+        decision = await self.decide(origin.user, env, *parsed.grant_names)
         if not decision.allowed:
             await respond(response_type="ephemeral", text=decision.refusal(shown))
             await self.audit_refusal(origin, env, shown, decision.why)
@@ -327,7 +326,7 @@ class SlackDoor:
         metadata: dict[str, Any],
     ) -> None:
         title = f"{parsed.command} {parsed.action}"
-        decision = await self.decide(origin.user, env, parsed.permission, *parsed.narrower)
+        decision = await self.decide(origin.user, env, *parsed.grant_names)
         if not decision.allowed:
             await self.client.views_update(
                 view_id=view_id, view=blocks.error_view(title, decision.refusal(shown))
@@ -413,7 +412,7 @@ class SlackDoor:
         if not await self.rt.store.remember_request(once_key, now=self.rt.clock.now()):
             logger.warning("slack: a replayed confirmation was ignored")
             return
-        decision = await self.decide(origin.user, env, parsed.permission, *parsed.narrower)
+        decision = await self.decide(origin.user, env, *parsed.grant_names)
         if not decision.allowed:
             await self._tell(origin, decision.refusal(shown))
             await self.audit_refusal(origin, env, shown, decision.why)
@@ -462,9 +461,8 @@ class SlackDoor:
         except (aiohttp.ClientError, TimeoutError) as exc:
             logger.error("slack: could not tell %s (%s): %s", origin.user, exc, text)
             return
-        webhook = AsyncWebhookClient(url=origin.response_url, session=self.session, timeout=10)
         try:
-            sent = await webhook.send(text=text, response_type="ephemeral")
+            sent = await self._webhook(origin.response_url)(text=text, response_type="ephemeral")
             failed = f"HTTP {sent.status_code}" if sent.status_code >= 400 else None
         except (aiohttp.ClientError, TimeoutError) as exc:
             failed = type(exc).__name__
@@ -742,7 +740,7 @@ class SlackDoor:
         op = await self.rt.store.get_operation(op_id)
         if op is None:
             return
-        decision = await self.decide(user, op.env, "cancel", *narrower_grants("ops", "cancel"))
+        decision = await self.decide(user, op.env, *grant_names("ops", "cancel"))
         if not decision.allowed:
             await self._tell(origin, decision.refusal(f"cancel {op_id}"))
             await self.audit_refusal(origin, op.env, f"cancel {op_id}", decision.why)
@@ -794,10 +792,10 @@ class SlackDoor:
         """Answers to a response_url over the shared session: Bolt's `respond` opens a new
         session, and a new connection, for every answer."""
 
-        async def respond(**message: Any) -> None:
+        async def respond(**message: Any) -> WebhookResponse:
             # Built when an answer is sent, not on the ack path.
             webhook = AsyncWebhookClient(url=url, session=self.session, timeout=10)
-            await webhook.send_dict({k: v for k, v in message.items() if v is not None})
+            return await webhook.send_dict({k: v for k, v in message.items() if v is not None})
 
         return respond
 

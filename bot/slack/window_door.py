@@ -42,7 +42,7 @@ async def _allowed(
     door: SlackDoor, parsed: Parsed, origin: Origin, env: str, shown: str
 ) -> str | None:
     """None when the user may run this window command in `env`; else the refusal to show."""
-    decision = await door.decide(origin.user, env, parsed.permission, *parsed.narrower)
+    decision = await door.decide(origin.user, env, *parsed.grant_names)
     if decision.allowed:
         return None
     await door.audit_refusal(origin, env, shown, decision.why)
@@ -102,9 +102,7 @@ async def _list(door: SlackDoor, parsed: Parsed, origin: Origin) -> str:
     windows = await upcoming(door.rt, env=parsed.env, now=door.rt.clock.now())
     lines = []
     for window in windows:
-        if (
-            await door.decide(origin.user, window.env, parsed.permission, *parsed.narrower)
-        ).allowed:
+        if (await door.decide(origin.user, window.env, *parsed.grant_names)).allowed:
             lines.append(
                 f"`{window.id}` {window.env}: {span(window)}, {window.state} — {window.reason}"
             )

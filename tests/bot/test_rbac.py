@@ -81,7 +81,7 @@ def test_permissions_name_operations_or_one_command(
     rbac = Rbac(parse_config(raw, environ={}, source="test.yml"), GroupCache())
     name, _, text = command[1:].partition(" ")
     parsed = parse(name, text)
-    decision = rbac.decide("U1", "s", parsed.permission, *parsed.narrower)
+    decision = rbac.decide("U1", "s", *parsed.grant_names)
     assert decision.allowed is allowed
     if not allowed:
         refusal = decision.refusal(command)
